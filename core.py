@@ -1,0 +1,122 @@
+"""What the web app and the workers share: settings, the database and its models, Redis and the queues.
+
+Imports nothing of ours. Nothing here connects, reads the environment or builds an app at import time.
+"""
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from redis import Redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import CheckConstraint, DateTime, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DEFAULT_DATABASE_URL = "postgresql://localhost/longjobs"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+QUEUE_NAMES = ("high", "default", "low")  # the order workers serve them in
+MAX_BODY_BYTES = 65_536
+# With Redis gone or silent, a request must answer 503 within a few seconds, not hang: at most
+# two tries of one second to connect and three to answer. (RQ's worker widens the read timeout
+# for its own blocking pops.)
+REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
+REDIS_SOCKET_TIMEOUT_SECONDS = 3.0
+REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(directory=str(Path(__file__).with_name("migrations")))
+
+
+class Result(db.Model):
+    """The outcome of a task that reached a terminal state; one row per task."""
+
+    __tablename__ = "results"
+    __table_args__ = (CheckConstraint("status IN ('finished', 'failed')", name="results_status"),)
+
+    task_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(Text)
+    result: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def database_url(url: str) -> str:
+    """Point a Heroku-style Postgres URL at psycopg2, the driver we install."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgres", "postgresql", "postgresql+psycopg2"):
+        raise ValueError(f"DATABASE_URL must be a postgres:// or postgresql:// URL, not {scheme!r}")
+    return f"postgresql+psycopg2://{rest}"
+
+
+def redis_url(url: str) -> str:
+    """Accept rediss:// with a self-signed certificate (as Heroku Redis has) unless the URL says otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"REDIS_URL must be a redis:// or rediss:// URL, not {parts.scheme!r}")
+    if parts.scheme != "rediss":
+        return url
+    query = dict(parse_qsl(parts.query))
+    if "ssl_cert_reqs" not in query:
+        query |= {"ssl_cert_reqs": "none", "ssl_check_hostname": "false"}
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise ValueError(f"{name} must be a whole number of seconds above 0, not {raw!r}")
+    return int(raw)
+
+
+def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Build the Flask config from an environment mapping; a bad value raises ValueError naming it."""
+    redis = redis_url(environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+        "REDIS_URL": redis,
+        "RQ_DASHBOARD_REDIS_URL": redis,
+        "JOB_TIMEOUT": _positive_int(environ, "JOB_TIMEOUT", 360),
+        "RQ_DASHBOARD_USERNAME": environ.get("RQ_DASHBOARD_USERNAME") or "admin",
+        "RQ_DASHBOARD_PASSWORD": environ.get("RQ_DASHBOARD_PASSWORD") or None,
+        # One byte over: werkzeug cuts a chunked body at this length silently, so the API must see
+        # a byte past MAX_BODY_BYTES to know the body was too large.
+        "MAX_CONTENT_LENGTH": MAX_BODY_BYTES + 1,
+    }
+
+
+def init_app(app: Flask) -> None:
+    """Attach the database, migrations, the Redis client and the queues to an app; connects lazily."""
+    db.init_app(app)
+    migrate.init_app(app, db)
+    redis = Redis.from_url(
+        app.config["REDIS_URL"],
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        retry=REDIS_RETRY,
+    )
+    app.extensions["redis"] = redis
+    app.extensions["queues"] = {
+        name: Queue(
+            name,
+            connection=redis,
+            serializer=JSONSerializer,
+            default_timeout=app.config["JOB_TIMEOUT"],
+        )
+        for name in QUEUE_NAMES
+    }

@@ -1,0 +1,17 @@
+"""gunicorn settings for `web`, read by gunicorn from the working directory; each says why."""
+
+import os
+
+# Heroku tells the dyno which port to listen on; 5000 locally.
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# One sync worker per core is enough: requests only enqueue or read one row, never run jobs.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Heroku's router gives up on a request after 30 s; kill a stuck worker before that.
+timeout = 25
+# Heroku sends SIGTERM and then SIGKILL 30 s later; let in-flight requests finish within that.
+graceful_timeout = 25
+# Heroku's router keeps connections open between requests; keep them for a little while.
+keepalive = 5
+# Access and error logs on stdout/stderr, where Heroku's log router collects them.
+accesslog = "-"
+errorlog = "-"

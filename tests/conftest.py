@@ -1,0 +1,143 @@
+"""Fixtures: a migrated test database, a Redis database of its own, the app, a client and real workers.
+
+Real services only: TEST_DATABASE_URL and TEST_REDIS_URL, defaulting to this machine's local servers.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import flask_migrate
+import psycopg2
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from sqlalchemy import make_url, text
+
+from app import create_app
+from core import db
+from worker import build_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://localhost/longjobs_test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
+DASHBOARD_PASSWORD = "test-dashboard-password"
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """The environment the service reads, pointed at the test database and Redis."""
+    env = {
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "RQ_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD,
+    }
+    return env | overrides
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the database a URL names, so migrations start from nothing."""
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres")
+    conn = psycopg2.connect(admin.render_as_string(hide_password=False))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{target.database}"')
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_database() -> str:
+    """An empty test database brought to the latest schema by the migrations, once a session."""
+    if Redis.from_url(TEST_REDIS_URL).connection_pool.connection_kwargs.get("db", 0) == 0:
+        pytest.exit("TEST_REDIS_URL must name a Redis database other than 0: the tests flush it")
+    recreate_database(TEST_DATABASE_URL)
+    app = create_app(service_env())
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    return TEST_DATABASE_URL
+
+
+def clean(app: Flask) -> None:
+    """Empty the test Redis database and the tables (truncated: the worker's writes are committed)."""
+    with Redis.from_url(TEST_REDIS_URL) as redis:
+        redis.flushdb()
+    with app.app_context():
+        db.session.execute(text("TRUNCATE results"))
+        db.session.commit()
+
+
+def make_app(**overrides: str) -> Iterator[Flask]:
+    """An app on the test services, which start and end empty."""
+    app = create_app(service_env(**overrides))
+    clean(app)
+    yield app
+    clean(app)
+    with app.app_context():
+        db.engine.dispose()
+    app.extensions["redis"].close()
+
+
+@pytest.fixture
+def app(migrated_database: str) -> Iterator[Flask]:
+    yield from make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def run_worker() -> Callable[[Flask], None]:
+    """Run a real worker of the app until its queues are empty (a burst worker, in this process)."""
+
+    def run(app: Flask) -> None:
+        assert build_worker(app).work(burst=True, logging_level="WARNING")
+
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll until predicate() is truthy and return it; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def procfile_command(process: str) -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return command.strip()
+    raise LookupError(f"no {process!r} line in the Procfile")
+
+
+def start_process(process: str, **env: str) -> subprocess.Popen:
+    """Start a Procfile line as Heroku does (`bash -c "exec <line>"`), in a process group of its own."""
+    environ = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | env
+    return subprocess.Popen(
+        ["bash", "-c", f"exec {procfile_command(process)}"],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
