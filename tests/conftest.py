@@ -4,6 +4,7 @@ Real services only: TEST_DATABASE_URL and TEST_REDIS_URL, defaulting to this mac
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -129,15 +130,25 @@ def procfile_command(process: str) -> str:
     raise LookupError(f"no {process!r} line in the Procfile")
 
 
-def start_process(process: str, **env: str) -> subprocess.Popen:
-    """Start a Procfile line as Heroku does (`bash -c "exec <line>"`), in a process group of its own."""
+def start_process(process: str, log: Path, **env: str) -> subprocess.Popen:
+    """Start a Procfile line as Heroku does (`bash -c "exec <line>"`) in a process group of its own.
+
+    Only the packages' bin/ is put first on PATH; output goes to `log`.
+    """
     environ = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | env
-    return subprocess.Popen(
-        ["bash", "-c", f"exec {procfile_command(process)}"],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    with log.open("w") as out:
+        return subprocess.Popen(
+            ["bash", "-c", f"exec {procfile_command(process)}"],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Kill a process started by start_process, and its whole group, if it still runs."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)

@@ -6,6 +6,8 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from flask import Flask
@@ -13,8 +15,8 @@ from flask.testing import FlaskClient
 from rq.job import Job
 from sqlalchemy import select
 
-from core import Result, db
 from app import create_app
+from core import Result, db
 from tests.conftest import make_app, service_env
 
 
@@ -93,13 +95,19 @@ def test_a_job_run_twice_leaves_one_row(app: Flask, client: FlaskClient, run_wor
     assert [(str(row.task_id), row.status, row.result) for row in rows(app)] == [(task_id, "finished", 42.0)]
 
 
-def test_a_rerun_overwrites_the_row_with_its_latest_outcome(app: Flask, client: FlaskClient, run_worker) -> None:
+def test_a_rerun_overwrites_the_row_with_its_latest_outcome(
+    app: Flask, client: FlaskClient, run_worker
+) -> None:
     task_id = submit(client, x=6, y=7)
     with app.app_context():
         db.session.add(Result(task_id=uuid.UUID(task_id), status="failed", error="an earlier run failed"))
         db.session.commit()
     run_worker(app)
-    assert client.get(f"/multiply/{task_id}").json == {"task_id": task_id, "status": "finished", "result": 42.0}
+    assert client.get(f"/multiply/{task_id}").json == {
+        "task_id": task_id,
+        "status": "finished",
+        "result": 42.0,
+    }
 
 
 @pytest.fixture
@@ -183,7 +191,11 @@ def test_bad_input_errors_name_the_problem(client: FlaskClient, body: bytes, wor
 
 
 def test_boundary_values_are_accepted(client: FlaskClient) -> None:
-    for body in ({"x": 1e150, "y": -1e150, "delay": 300}, {"x": 0, "y": -0.0, "delay": 0}, {"x": 10**150, "y": 1}):
+    for body in (
+        {"x": 1e150, "y": -1e150, "delay": 300},
+        {"x": 0, "y": -0.0, "delay": 0},
+        {"x": 10**150, "y": 1},
+    ):
         assert client.post("/multiply", data=json.dumps(body)).status_code == 202
 
 
@@ -195,7 +207,9 @@ def test_a_body_over_64_kib_is_413(app: Flask, client: FlaskClient) -> None:
     assert app.extensions["queues"]["default"].count == 0
 
 
-@pytest.mark.parametrize("task_id", ["abc", "1234", "c65f1117-32d1-49b5-ac47-193955761c8", "c65f111732d149b5ac47193955761c8c"])
+@pytest.mark.parametrize(
+    "task_id", ["abc", "1234", "c65f1117-32d1-49b5-ac47-193955761c8", "c65f111732d149b5ac47193955761c8c"]
+)
 def test_malformed_task_ids_are_404(client: FlaskClient, task_id: str) -> None:
     response = client.get(f"/multiply/{task_id}")
     assert response.status_code == 404
@@ -223,9 +237,21 @@ def closed_port_url() -> str:
         return f"redis://127.0.0.1:{closed.getsockname()[1]}/1"
 
 
+@contextmanager
+def app_on(**overrides: str) -> Iterator[Flask]:
+    """An app pointed at other servers (down ones, say); it cleans nothing up but its own pool."""
+    app = create_app(service_env(**overrides))
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture
-def app_without_redis(migrated_database: str):
-    yield from make_app(REDIS_URL=closed_port_url())
+def app_without_redis(migrated_database: str) -> Iterator[Flask]:
+    with app_on(REDIS_URL=closed_port_url()) as app:
+        yield app
 
 
 def test_post_is_503_when_redis_is_unreachable(app_without_redis: Flask) -> None:
@@ -256,7 +282,7 @@ def test_post_is_503_within_seconds_when_redis_does_not_answer(migrated_database
     thread = threading.Thread(target=accept_and_say_nothing)
     thread.start()
     try:
-        for app in make_app(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/1"):
+        with app_on(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/1") as app:
             started = time.monotonic()
             response = app.test_client().post("/multiply", data='{"x": 1, "y": 2}')
             assert time.monotonic() - started < 10
@@ -272,10 +298,17 @@ def test_post_is_503_within_seconds_when_redis_does_not_answer(migrated_database
 def test_finished_tasks_are_answered_while_redis_is_down(app: Flask, client: FlaskClient, run_worker) -> None:
     task_id = submit(client, x=2, y=21)
     run_worker(app)
-    down = create_app(service_env(REDIS_URL=closed_port_url()))
-    try:
+    with app_on(REDIS_URL=closed_port_url()) as down:
         assert down.test_client().get(f"/multiply/{task_id}").json["result"] == 42.0
         assert down.test_client().get(f"/multiply/{uuid.uuid4()}").status_code == 503
-    finally:
-        with down.app_context():
-            db.engine.dispose()
+
+
+def test_get_is_503_when_the_database_is_unreachable(migrated_database: str) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"postgresql://127.0.0.1:{closed.getsockname()[1]}/longjobs"
+    with app_on(DATABASE_URL=dead) as down:
+        response = down.test_client().get(f"/multiply/{uuid.uuid4()}")
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) > 0
+        assert "database" in response.json["error"]

@@ -1,0 +1,38 @@
+# The front door: `make run` sets everything up and starts the service; `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+LOCAL_DB := longjobs
+PORT ?= 5000
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test lint
+
+$(VENV)/installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Dashboard credentials made up once for local use; honcho reads this file. Never committed.
+.env:
+	umask 077 && echo "RQ_DASHBOARD_PASSWORD=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" > $@
+
+run: $(VENV)/installed .env
+ifndef DATABASE_URL
+	psql -h 127.0.0.1 -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(LOCAL_DB)'" | grep -q 1 \
+		|| createdb -h 127.0.0.1 $(LOCAL_DB)
+endif
+	flask db upgrade
+	@echo
+	@echo "  API:       http://localhost:$(PORT)/multiply"
+	@echo "  Dashboard: http://localhost:$(PORT)/rq  (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
+	@echo "  Ctrl-C stops web and worker."
+	@echo
+	PORT=$(PORT) honcho start web worker
+
+lint: $(VENV)/installed
+	ruff check .
+	ruff format --check .
+
+test: lint
+	python -m pytest

@@ -1,0 +1,77 @@
+"""rq-dashboard at /rq: basic auth from the environment, on the queues' Redis and JSON serializer."""
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import DASHBOARD_PASSWORD, make_app
+
+PAGES = [
+    "/rq",
+    "/rq/",
+    "/rq/0/view/queues",
+    "/rq/0/data/queues.json",
+    "/rq/static/css/main.css",
+    "/rq/nothing",
+]
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, basic("admin", "wrong"), basic("root", DASHBOARD_PASSWORD), {"Authorization": "Bearer x"}],
+    ids=["none", "wrong password", "wrong user", "not basic"],
+)
+def test_dashboard_refuses_without_valid_credentials(client: FlaskClient, page: str, headers: dict) -> None:
+    response = client.get(page, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert "error" in response.json
+
+
+def test_dashboard_serves_with_valid_credentials(client: FlaskClient) -> None:
+    response = client.get("/rq/", headers=basic("admin", DASHBOARD_PASSWORD))
+    assert response.status_code == 200
+    assert b"<title>RQ dashboard</title>" in response.data
+
+
+def test_dashboard_lists_a_queued_task(client: FlaskClient) -> None:
+    task_id = client.post("/multiply", data='{"x": 1, "y": 2}').json["task_id"]
+    response = client.get(
+        "/rq/0/data/jobs/default/queued/8/asc/1.json", headers=basic("admin", DASHBOARD_PASSWORD)
+    )
+    assert response.status_code == 200
+    jobs = json.loads(response.data)["jobs"]
+    assert [job["id"] for job in jobs] == [task_id]
+    assert jobs[0]["description"] == f"multiply {task_id}"
+
+
+@pytest.fixture
+def locked_app(migrated_database: str) -> Iterator[Flask]:
+    yield from make_app(RQ_DASHBOARD_PASSWORD="")
+
+
+def test_dashboard_without_a_password_lets_nobody_in(locked_app: Flask) -> None:
+    for credentials in (basic("admin", ""), basic("admin", "admin"), basic("admin", DASHBOARD_PASSWORD)):
+        response = locked_app.test_client().get("/rq/", headers=credentials)
+        assert response.status_code == 401
+        assert "RQ_DASHBOARD_PASSWORD" in response.json["error"]
+
+
+@pytest.fixture
+def custom_user_app(migrated_database: str) -> Iterator[Flask]:
+    yield from make_app(RQ_DASHBOARD_USERNAME="ops", RQ_DASHBOARD_PASSWORD="s3cret:with:colons")
+
+
+def test_dashboard_username_and_password_come_from_the_environment(custom_user_app: Flask) -> None:
+    client = custom_user_app.test_client()
+    assert client.get("/rq/", headers=basic("ops", "s3cret:with:colons")).status_code == 200
+    assert client.get("/rq/", headers=basic("admin", "s3cret:with:colons")).status_code == 401

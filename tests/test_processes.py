@@ -1,0 +1,143 @@
+"""The Procfile's lines run as Heroku runs them (`bash -c "exec <line>"`), against real servers."""
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from sqlalchemy import make_url
+
+from tests.conftest import (
+    DASHBOARD_PASSWORD,
+    TEST_DATABASE_URL,
+    free_port,
+    procfile_command,
+    recreate_database,
+    service_env,
+    start_process,
+    stop_process,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_procfile_has_the_three_processes() -> None:
+    assert procfile_command("release") == "flask db upgrade"
+    assert procfile_command("web").startswith('gunicorn "app:create_app()"')
+    assert procfile_command("worker") == "python worker.py"
+
+
+def test_release_migrates_an_empty_database_and_is_safe_to_run_again(tmp_path: Path) -> None:
+    url = make_url(TEST_DATABASE_URL)
+    url = url.set(database=f"{url.database}_release").render_as_string(hide_password=False)
+    recreate_database(url)
+    for attempt in range(2):
+        release = start_process(
+            "release", tmp_path / f"release{attempt}.log", **service_env(DATABASE_URL=url)
+        )
+        assert release.wait(timeout=60) == 0, (tmp_path / f"release{attempt}.log").read_text()
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM results")
+        assert cur.fetchone() == (0,)
+    conn.close()
+
+
+@pytest.fixture
+def web(app, tmp_path: Path) -> Iterator[str]:
+    """The `web` process on a free port; yields its base URL."""
+    port = free_port()
+    process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env())
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, (tmp_path / "web.log").read_text()
+        try:
+            return requests.get(f"{base}/multiply/x", timeout=1).status_code == 404
+        except requests.ConnectionError:
+            return False
+
+    wait_for(answers, 30, "web to listen")
+    yield base
+    stop_process(process)
+
+
+@pytest.fixture
+def worker(app, tmp_path: Path) -> Iterator:
+    process = start_process("worker", tmp_path / "worker.log", **service_env())
+    yield process
+    stop_process(process)
+
+
+def poll(base: str, task_id: str, status: int = 200, timeout: float = 30) -> dict:
+    def answered() -> dict | None:
+        response = requests.get(f"{base}/multiply/{task_id}", timeout=5)
+        return response.json() if response.status_code == status else None
+
+    return wait_for(answered, timeout, f"{task_id} to answer {status}")
+
+
+def test_web_and_worker_serve_the_cycle(web: str, worker) -> None:
+    response = requests.post(f"{web}/multiply", data='{"x": 6, "y": 7, "delay": 0.5}', timeout=5)
+    assert response.status_code == 202
+    task_id = response.json()["task_id"]
+    assert response.headers["Location"] == f"/multiply/{task_id}"
+    pending = requests.get(f"{web}/multiply/{task_id}", timeout=5)
+    assert pending.status_code == 404
+    assert pending.json()["status"] in ("queued", "started")
+    assert poll(web, task_id) == {"task_id": task_id, "status": "finished", "result": 42.0}
+
+
+def test_web_refuses_large_bodies_chunked_or_not(web: str) -> None:
+    body = b'{"x": 1, "y": 2, "delay": 0.' + b"0" * 70_000 + b"}"
+    assert requests.post(f"{web}/multiply", data=body, timeout=5).status_code == 413
+    chunked = requests.post(f"{web}/multiply", data=iter([body[:40_000], body[40_000:]]), timeout=5)
+    assert chunked.status_code == 413
+    small = requests.post(f"{web}/multiply", data=iter([b'{"x": 1,', b' "y": 2}']), timeout=5)
+    assert small.status_code == 202
+
+
+def test_web_serves_the_dashboard_behind_basic_auth(web: str) -> None:
+    assert requests.get(f"{web}/rq/", timeout=5).status_code == 401
+    assert requests.get(f"{web}/rq/", auth=("admin", DASHBOARD_PASSWORD), timeout=5).status_code == 200
+
+
+def test_web_trusts_the_routers_forwarded_headers(web: str) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "jobs.example.com"}
+    response = requests.get(
+        f"{web}/rq", headers=headers, auth=("admin", DASHBOARD_PASSWORD), timeout=5, allow_redirects=False
+    )
+    assert response.status_code == 308
+    assert response.headers["Location"] == "https://jobs.example.com/rq/"
+
+
+def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str, worker) -> None:
+    running = requests.post(f"{web}/multiply", json={"x": 2, "y": 3, "delay": 3}, timeout=5).json()["task_id"]
+    poll(web, running, status=404)
+    wait_for(
+        lambda: requests.get(f"{web}/multiply/{running}", timeout=5).json().get("status") == "started",
+        30,
+        "the job to start",
+    )
+    waiting = requests.post(f"{web}/multiply", json={"x": 1, "y": 1}, timeout=5).json()["task_id"]
+
+    os.killpg(worker.pid, signal.SIGTERM)  # as Heroku does: every process of the dyno
+    assert worker.wait(timeout=25) == 0
+    assert requests.get(f"{web}/multiply/{running}", timeout=5).json() == {
+        "task_id": running,
+        "status": "finished",
+        "result": 6.0,
+    }
+    left = requests.get(f"{web}/multiply/{waiting}", timeout=5)
+    assert (left.status_code, left.json()["status"]) == (404, "queued")
+
+
+def test_worker_exits_promptly_on_sigterm_when_idle(worker) -> None:
+    time.sleep(1)
+    os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
