@@ -5,6 +5,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 LOCAL_DB := longjobs
 PORT ?= 5000
 export PATH := $(BIN):$(PATH)
+# .env is for honcho; without this the flask CLI prints a tip about python-dotenv on every run.
+export FLASK_SKIP_DOTENV := 1
 
 .PHONY: run test lint
 

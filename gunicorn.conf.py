@@ -15,3 +15,6 @@ keepalive = 5
 # Access and error logs on stdout/stderr, where Heroku's log router collects them.
 accesslog = "-"
 errorlog = "-"
+# Nothing here uses gunicornc, and every gunicorn on a machine would share the one default socket path
+# (`make run` beside `make test`, say).
+control_socket_disable = True
