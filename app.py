@@ -1,6 +1,8 @@
-"""The HTTP API, its JSON errors, the dashboard mount, and create_app(): the one place that knows every part.
+"""The HTTP API, its OpenAPI document and docs, its JSON errors, the dashboard mount, and create_app():
+the one place that knows every part.
 
-Imports core, schemas and tasks. gunicorn serves `app:create_app()`; the flask CLI finds create_app itself.
+Imports core, schemas, tasks, lifecycle and cli. gunicorn serves `app:create_app()`; the flask CLI finds
+create_app itself.
 """
 
 import hmac
@@ -11,85 +13,194 @@ from collections.abc import Mapping
 
 import rq_dashboard
 import rq_dashboard.web
-from flask import Blueprint, Flask, Response, current_app, json, request, url_for
+from flask import Flask, Request, Response, current_app, json, redirect, request
+from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Callback
-from rq.exceptions import InvalidJobOperation
-from rq.job import Job
+from rq import Worker
 from rq.serializers import JSONSerializer
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
     InternalServerError,
-    NotFound,
     RequestEntityTooLarge,
     ServiceUnavailable,
     Unauthorized,
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-import tasks
-from core import MAX_BODY_BYTES, Result, db, init_app, load_settings
-from schemas import InvalidRequest, MultiplyRequest, validate
+import cli
+import lifecycle
+from core import MAX_BODY_BYTES, QUEUE_NAMES, Result, db, init_app, load_settings
+from lifecycle import TASK_TYPES, TaskType
+from schemas import (
+    Check,
+    ErrorBody,
+    Health,
+    InvalidRequest,
+    ListQuery,
+    MultiplyOutcome,
+    MultiplyRequest,
+    SimulationOutcome,
+    SimulationRequest,
+    SubmitHeaders,
+    SubmitQuery,
+    TaskAccepted,
+    TaskList,
+    TaskPath,
+    TaskPending,
+    TaskView,
+    describe_errors,
+    parse_json,
+)
 
 log = logging.getLogger(__name__)
-api = Blueprint("api", __name__)
 DASHBOARD_PREFIX = "/rq"
 POLL_AGAIN_SECONDS = "1"
 RETRY_LATER_SECONDS = 5
+SUBMIT_ERRORS = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
+TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its type")]
+
+api = APIBlueprint("api", __name__)
 
 
-def read_body() -> bytes:
-    """The request body; 413 when it is over MAX_BODY_BYTES, chunked or not."""
-    try:
-        body = request.get_data(cache=False)
-        if len(body) <= MAX_BODY_BYTES:
-            return body
-    except RequestEntityTooLarge:
-        pass
-    raise RequestEntityTooLarge(f"the body is over {MAX_BODY_BYTES} bytes; send a smaller one")
+class StrictJSONRequest(Request):
+    """A request whose body is read as strict JSON whatever its Content-Type, and is at most 64 KiB."""
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> dict:
+        try:
+            body = self.get_data(cache=False)
+            if len(body) > MAX_BODY_BYTES:
+                raise RequestEntityTooLarge()
+        except RequestEntityTooLarge:
+            raise RequestEntityTooLarge(f"the body is over {MAX_BODY_BYTES} bytes; send a smaller one") from None
+        try:
+            data = parse_json(body)
+        except InvalidRequest as exc:
+            raise BadRequest(str(exc)) from None
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        return data
 
 
-@api.post("/multiply")
-def submit_multiplication() -> tuple[dict, int, dict]:
-    """Queue a multiplication and answer 202 with its task id."""
-    try:
-        params = validate(MultiplyRequest, read_body())
-    except InvalidRequest as exc:
-        raise BadRequest(str(exc)) from None
-    task_id = str(uuid.uuid4())
-    current_app.extensions["queues"]["default"].enqueue(
-        tasks.multiply,
-        task_id,
-        params.x,
-        params.y,
-        params.delay,
-        job_id=task_id,
-        description=f"multiply {task_id}",  # the dashboard shows it unescaped: never client data
-        on_failure=Callback(tasks.record_failure),
+@api.before_request
+def refuse_repeated_query_parameters() -> None:
+    for name in request.args:
+        if len(request.args.getlist(name)) > 1:
+            raise BadRequest(f"query parameter {name!r} appears more than once")
+
+
+def accept(task_type: TaskType, params: MultiplyRequest | SimulationRequest, query: SubmitQuery,
+           header: SubmitHeaders) -> tuple[dict, int, dict]:  # fmt: skip
+    task_id = lifecycle.submit(task_type, params, query.priority, header.idempotency_key)
+    return (
+        TaskAccepted(task_id=task_id).model_dump(mode="json"),
+        202,
+        {"Location": task_type.result_url(task_id)},
     )
-    log.info("task %s accepted (multiply, delay %s s)", task_id, params.delay)
-    location = url_for("api.get_multiplication", task_id=task_id)
-    return {"task_id": task_id}, 202, {"Location": location}
 
 
-@api.get("/multiply/<uuid:task_id>")
-def get_multiplication(task_id: uuid.UUID) -> tuple[dict, int, dict] | dict:
-    """Answer 200 with the outcome once the task has one, else 404 saying where it is."""
-    row = db.session.get(Result, task_id)
-    if row is not None:
-        if row.status == "finished":
-            return {"task_id": str(task_id), "status": row.status, "result": row.result}
-        return {"task_id": str(task_id), "status": row.status, "error": row.error}
+def answer_poll(task_type: TaskType, task_id: uuid.UUID, outcome: type[MultiplyOutcome | SimulationOutcome]):
+    found = lifecycle.poll(task_type, task_id)
+    if isinstance(found, Result):
+        body = outcome(task_id=task_id, status=found.status, result=found.result, error=found.error)
+        return body.model_dump(mode="json", exclude_none=True)
+    pending = TaskPending(task_id=task_id, status=found.status, progress=found.progress)
+    return (
+        pending.model_dump(mode="json"),
+        404,
+        {"Retry-After": POLL_AGAIN_SECONDS, "Cache-Control": "no-store"},
+    )
+
+
+POLL_RESPONSES = {404: TaskPending, 503: ErrorBody}
+
+
+@api.post("/multiply", summary="Queue a multiplication", responses={202: TaskAccepted, **SUBMIT_ERRORS})
+def submit_multiplication(query: SubmitQuery, header: SubmitHeaders, body: MultiplyRequest):
+    """Answers 202 at once; the job sleeps `delay` seconds, then multiplies."""
+    return accept(TASK_TYPES["multiply"], body, query, header)
+
+
+@api.get(
+    "/multiply/<uuid:task_id>",
+    summary="A multiplication's result",
+    responses={200: MultiplyOutcome, **POLL_RESPONSES},
+)
+def get_multiplication(path: TaskPath):
+    """200 once the task ended (finished with `result`, or failed/canceled/stopped with `error`); 404 until then."""
+    return answer_poll(TASK_TYPES["multiply"], path.task_id, MultiplyOutcome)
+
+
+@api.post(
+    "/simulations",
+    summary="Queue an SEIR epidemic simulation",
+    responses={202: TaskAccepted, **SUBMIT_ERRORS},
+)
+def submit_simulation(query: SubmitQuery, header: SubmitHeaders, body: SimulationRequest):
+    """Answers 202 at once; the job runs the stochastic model `runs` times and stores a summary."""
+    return accept(TASK_TYPES["simulation"], body, query, header)
+
+
+@api.get(
+    "/simulations/<uuid:task_id>",
+    summary="A simulation's summary",
+    responses={200: SimulationOutcome, **POLL_RESPONSES},
+)
+def get_simulation(path: TaskPath):
+    """200 once the task ended (finished with the summary as `result`); 404 until then."""
+    return answer_poll(TASK_TYPES["simulation"], path.task_id, SimulationOutcome)
+
+
+@api.get("/tasks/<uuid:task_id>", tags=TASK_TAG, summary="One task", responses={200: TaskView, 404: ErrorBody})
+def get_task(path: TaskPath):
+    return lifecycle.find(path.task_id).model_dump(mode="json")
+
+
+@api.get("/tasks", tags=TASK_TAG, summary="Recent tasks, newest first", responses={200: TaskList, 400: ErrorBody})
+def list_tasks(query: ListQuery):
+    views, cursor = lifecycle.list_tasks(query)
+    return TaskList(tasks=views, next_cursor=cursor).model_dump(mode="json")
+
+
+@api.delete(
+    "/tasks/<uuid:task_id>",
+    tags=TASK_TAG,
+    summary="Cancel a queued task or stop a running one",
+    responses={200: TaskView, 202: TaskView, 404: ErrorBody, 409: ErrorBody},
+)
+def cancel_task(path: TaskPath):
+    """200 with the task canceled; 202 while the worker stops a running one (it ends `stopped`); 409 once ended."""
+    view = lifecycle.cancel(path.task_id)
+    return view.model_dump(mode="json"), 200 if view.status == "canceled" else 202
+
+
+@api.get(
+    "/health",
+    summary="Whether Redis and the database answer, and the queues' state",
+    responses={200: Health, 503: Health},
+)
+def health():
+    """200 when Redis and the database answer (even with no worker running: see `workers`), else 503."""
+    report = Health(redis=Check(ok=True), database=Check(ok=True), workers=0, queues={}, failed=0)
     try:
-        status = Job(str(task_id), connection=current_app.extensions["redis"]).get_status()
-    except InvalidJobOperation:
-        raise NotFound(f"no task has the id {task_id}") from None
-    headers = {"Retry-After": POLL_AGAIN_SECONDS, "Cache-Control": "no-store"}
-    return {"task_id": str(task_id), "status": status.value}, 404, headers
+        redis = current_app.extensions["redis"]
+        queues = current_app.extensions["queues"]
+        report.workers = Worker.count(connection=redis)
+        report.queues = {name: queues[name].count for name in QUEUE_NAMES}
+        report.failed = sum(queues[name].failed_job_registry.count for name in QUEUE_NAMES)
+    except RedisError as exc:
+        report.redis = Check(ok=False, error=f"{type(exc).__name__}: {exc}")
+    try:
+        db.session.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        report.database = Check(ok=False, error=f"{type(exc).__name__}: {exc.orig}")
+    return report.model_dump(mode="json", exclude_none=True), 200 if report.redis.ok and report.database.ok else 503
 
 
 def render_http_error(error: HTTPException) -> Response:
@@ -100,6 +211,10 @@ def render_http_error(error: HTTPException) -> Response:
     return response
 
 
+def render_validation_error(error: ValidationError) -> Response:
+    return render_http_error(BadRequest(describe_errors(error)))
+
+
 def render_redis_down(error: Exception) -> Response:
     log.warning("Redis unreachable on %s %s: %s", request.method, request.path, error)
     message = "the task queue is unreachable right now; nothing was queued, try again shortly"
@@ -108,7 +223,7 @@ def render_redis_down(error: Exception) -> Response:
 
 def render_database_down(error: Exception) -> Response:
     log.warning("database unreachable on %s %s: %s", request.method, request.path, error.__cause__)
-    message = "the results database is unreachable right now; try again shortly"
+    message = "the database is unreachable right now; nothing was queued, try again shortly"
     return render_http_error(ServiceUnavailable(message, retry_after=RETRY_LATER_SECONDS))
 
 
@@ -147,15 +262,26 @@ def mount_dashboard(app: Flask) -> None:
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
 
 
-def create_app(environ: Mapping[str, str] | None = None) -> Flask:
+def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     """Build the app from the environment (or the given mapping)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Flask(__name__)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="longjobs", version="1.0", description="Long jobs in the background: POST, get 202, poll."),
+        doc_prefix="/docs",  # Swagger UI (served from its PyPI package, no CDN) at /docs/swagger
+        validation_error_status=400,
+        validation_error_model=ErrorBody,
+        validation_error_callback=render_validation_error,
+    )
+    app.request_class = StrictJSONRequest
     app.config.from_mapping(load_settings(os.environ if environ is None else environ))
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # Heroku's router
     init_app(app)
-    app.register_blueprint(api)
+    app.register_api(api)
+    app.add_url_rule("/openapi.json", "openapi_document", lambda: app.api_doc)
+    app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))
     mount_dashboard(app)
+    app.cli.add_command(cli.tasks_group)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(RedisConnectionError, render_redis_down)
     app.register_error_handler(RedisTimeoutError, render_redis_down)

@@ -18,7 +18,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import CheckConstraint, DateTime, Text, func
+from sqlalchemy import CheckConstraint, DateTime, Index, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 DEFAULT_DATABASE_URL = "postgresql://localhost/longjobs"
@@ -41,17 +42,49 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate(directory=str(Path(__file__).with_name("migrations")))
 
 
-class Result(db.Model):
-    """The outcome of a task that reached a terminal state; one row per task."""
+class Task(db.Model):
+    """A task the API accepted: what to run, and how urgently. Kept after it ends, beside its result."""
 
-    __tablename__ = "results"
-    __table_args__ = (CheckConstraint("status IN ('finished', 'failed')", name="results_status"),)
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint("priority IN ('high', 'default', 'low')", name="tasks_priority"),
+        Index("tasks_newest_first", "enqueued_at", "task_id"),
+    )
 
     task_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict] = mapped_column(JSONB)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Result(db.Model):
+    """The outcome of a task that reached a terminal state; one row per task, and only those."""
+
+    __tablename__ = "results"
+    __table_args__ = (
+        CheckConstraint("status IN ('finished', 'failed', 'canceled', 'stopped')", name="results_status"),
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
-    result: Mapped[float | None]
+    result: Mapped[Any] = mapped_column(JSONB(none_as_null=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
-    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IdempotencyKey(db.Model):
+    """A client's Idempotency-Key on one endpoint, the request it came with, and the task it made."""
+
+    __tablename__ = "idempotency_keys"
+
+    endpoint: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 def database_url(url: str) -> str:
@@ -75,12 +108,12 @@ def redis_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = environ.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) == 0:
-        raise ValueError(f"{name} must be a whole number of seconds above 0, not {raw!r}")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ValueError(f"{name} must be a whole number, at least {minimum}, not {raw!r}")
     return int(raw)
 
 
@@ -91,7 +124,11 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
         "REDIS_URL": redis,
         "RQ_DASHBOARD_REDIS_URL": redis,
-        "JOB_TIMEOUT": _positive_int(environ, "JOB_TIMEOUT", 360),
+        "MULTIPLY_TIMEOUT": _whole_number(environ, "MULTIPLY_TIMEOUT", 360),
+        "SIMULATION_TIMEOUT": _whole_number(environ, "SIMULATION_TIMEOUT", 600),
+        "FAILED_JOB_TTL": _whole_number(environ, "FAILED_JOB_TTL", 7 * 24 * 3600),
+        "RETRY_ATTEMPTS": _whole_number(environ, "RETRY_ATTEMPTS", 3, minimum=0),
+        "RETRY_BACKOFF_SECONDS": _whole_number(environ, "RETRY_BACKOFF_SECONDS", 5, minimum=0),
         "RQ_DASHBOARD_USERNAME": environ.get("RQ_DASHBOARD_USERNAME") or "admin",
         "RQ_DASHBOARD_PASSWORD": environ.get("RQ_DASHBOARD_PASSWORD") or None,
         # One byte over: werkzeug cuts a chunked body at this length silently, so the API must see
@@ -111,12 +148,4 @@ def init_app(app: Flask) -> None:
         retry=REDIS_RETRY,
     )
     app.extensions["redis"] = redis
-    app.extensions["queues"] = {
-        name: Queue(
-            name,
-            connection=redis,
-            serializer=JSONSerializer,
-            default_timeout=app.config["JOB_TIMEOUT"],
-        )
-        for name in QUEUE_NAMES
-    }
+    app.extensions["queues"] = {name: Queue(name, connection=redis, serializer=JSONSerializer) for name in QUEUE_NAMES}

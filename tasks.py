@@ -1,47 +1,146 @@
-"""The job functions the workers run, and how they record outcomes in Postgres.
+"""The job functions the workers run: progress, retries of transient faults, and outcomes in Postgres.
 
-Imports core only. Every function here runs inside an app context the worker pushes per job.
+Imports core and the pure modules (epidemic). Every function here runs inside the app context the
+worker pushes per job; none imports app.
 """
 
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from flask import current_app
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Retry, get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core import Result, db
+from epidemic import simulate_seir
 
 log = logging.getLogger(__name__)
 
+# Faults of the servers, not of the task: worth running the task again after a pause.
+TRANSIENT_FAULTS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+PROGRESS_INTERVAL_SECONDS = 0.25  # at most four progress writes to Redis a second
+RUNNING_PERCENT_CAP = 99  # 100 is for finished tasks
 
-def write_result(task_id: str, status: str, result: float | None = None, error: str | None = None) -> None:
+
+class JobStopped(Exception):
+    """Raised inside a running job when a user asks to stop it."""
+
+
+class ProgressReporter:
+    """Publishes a running job's percent complete in its meta: throttled, never going backwards."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.percent = 0
+        self.written_at = float("-inf")
+
+    def report(self, percent: float, message: str | None = None) -> None:
+        """Record progress; written to Redis only if the last write is old enough."""
+        self.percent = max(self.percent, min(int(percent), RUNNING_PERCENT_CAP))
+        now = time.monotonic()
+        if now - self.written_at < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.job.meta["progress"] = {"percent": self.percent, "message": message}
+        self.job.save_meta()
+        self.written_at = now
+
+
+def write_result(
+    task_id: str,
+    task_type: str,
+    status: str,
+    *,
+    result: Any = None,
+    error: str | None = None,
+    started_at: datetime | None = None,
+) -> None:
     """Record a task's outcome; a task run again keeps one row, holding its latest outcome."""
-    values = {"status": status, "result": result, "error": error, "finished_at": db.func.now()}
-    statement = insert(Result).values(task_id=uuid.UUID(task_id), **values)
+    values = {
+        "status": status,
+        "result": result,
+        "error": error,
+        "started_at": started_at,
+        "ended_at": datetime.now(UTC),
+    }
+    statement = insert(Result).values(task_id=uuid.UUID(task_id), type=task_type, **values)
     db.session.execute(statement.on_conflict_do_update(index_elements=[Result.task_id], set_=values))
     db.session.commit()
     log.info("task %s %s", task_id, status)
 
 
+def retry_transient_faults(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Hand a job that hit a transient fault back to RQ to run again, with exponential backoff.
+
+    Any other exception is a deterministic failure and propagates at once, as does a transient
+    fault once RETRY_ATTEMPTS retries are spent.
+    """
+
+    @functools.wraps(func)
+    def run(task_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(task_id, *args, **kwargs)
+        except TRANSIENT_FAULTS as fault:
+            db.session.rollback()
+            attempts = current_app.config["RETRY_ATTEMPTS"]
+            retries = get_current_job().number_of_retries or 0
+            if retries >= attempts:
+                raise
+            backoff = current_app.config["RETRY_BACKOFF_SECONDS"]
+            intervals = [backoff * 2**n for n in range(attempts)]
+            log.warning(
+                "task %s hit a transient fault (%s); retry %d of %d in %d s",
+                task_id, type(fault).__name__, retries + 1, attempts, intervals[retries],
+            )  # fmt: skip
+            return Retry(max=attempts, interval=intervals)
+
+    return run
+
+
+@retry_transient_faults
 def multiply(task_id: str, x: float, y: float, delay: float = 0.0) -> float:
-    """Sleep `delay` seconds, then store and return x * y."""
-    time.sleep(delay)
+    """Sleep `delay` seconds (reporting progress), then store and return x * y."""
+    job = get_current_job()
+    progress = ProgressReporter(job)
+    deadline = time.monotonic() + delay
+    while (left := deadline - time.monotonic()) > 0:
+        progress.report(100 * (1 - left / delay), "waiting")
+        time.sleep(min(left, PROGRESS_INTERVAL_SECONDS))
     product = x * y
-    write_result(task_id, "finished", result=product)
+    write_result(task_id, "multiply", "finished", result=product, started_at=job.started_at)
     return product
+
+
+@retry_transient_faults
+def simulate(task_id: str, **params: Any) -> dict:
+    """Run the SEIR model (reporting progress day by day) and store its summary."""
+    job = get_current_job()
+    progress = ProgressReporter(job)
+    days = params["days"]
+    summary = simulate_seir(**params, on_day=lambda day: progress.report(100 * day / days, f"day {day} of {days}"))
+    write_result(task_id, "simulation", "finished", result=summary, started_at=job.started_at)
+    return {"peak_size": summary["peak_size"], "final_size": summary["final_size"]}
 
 
 def record_failure(
     job: Job, connection: Any, kind: type[BaseException], value: BaseException, tb: TracebackType
 ) -> None:
-    """RQ failure callback: give a task that failed a `failed` row its poller can read."""
+    """RQ failure callback: give a task that failed or was stopped a row its poller can read."""
     db.session.rollback()  # the job may have failed halfway through a transaction
-    if isinstance(value, JobTimeoutException):
-        error = f"the task ran longer than its timeout of {job.timeout} s and was stopped"
+    if isinstance(value, JobStopped):
+        status, error = "stopped", "stopped on request while running"
+    elif isinstance(value, JobTimeoutException):
+        status, error = "failed", f"the task ran longer than its timeout of {job.timeout} s and was stopped"
     else:
-        error = f"{kind.__name__}: {value}"
-    write_result(job.id, "failed", error=error)
+        status, error = "failed", f"{kind.__name__}: {value}"
+    write_result(job.id, job.meta["type"], status, error=error, started_at=job.started_at)

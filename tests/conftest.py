@@ -70,7 +70,7 @@ def clean(app: Flask) -> None:
     with Redis.from_url(TEST_REDIS_URL) as redis:
         redis.flushdb()
     with app.app_context():
-        db.session.execute(text("TRUNCATE results"))
+        db.session.execute(text("TRUNCATE results, tasks, idempotency_keys"))
         db.session.commit()
 
 
@@ -100,7 +100,7 @@ def run_worker() -> Callable[[Flask], None]:
     """Run a real worker of the app until its queues are empty (a burst worker, in this process)."""
 
     def run(app: Flask) -> None:
-        assert build_worker(app).work(burst=True, logging_level="WARNING")
+        assert build_worker(app).work(burst=True, logging_level="WARNING", with_scheduler=True)
 
     return run
 

@@ -43,7 +43,11 @@ def test_submit_poll_cycle(app: Flask, client: FlaskClient, run_worker) -> None:
 
     pending = client.get(f"/multiply/{task_id}")
     assert pending.status_code == 404
-    assert pending.json == {"task_id": task_id, "status": "queued"}
+    assert pending.json == {
+        "task_id": task_id,
+        "status": "queued",
+        "progress": {"percent": 0, "message": None},
+    }
     assert pending.headers["Cache-Control"] == "no-store"
     assert int(pending.headers["Retry-After"]) > 0
     assert rows(app) == []
@@ -72,7 +76,8 @@ def test_job_payload_is_json_and_carries_the_task_id(app: Flask, client: FlaskCl
     raw = app.extensions["redis"].hget(f"rq:job:{task_id}", "data")
     func, _, args, kwargs = json.loads(zlib.decompress(raw))
     assert func == "tasks.multiply"
-    assert args == [task_id, 3.0, 4.0, 1.5]
+    assert args == [task_id]
+    assert kwargs == {"x": 3.0, "y": 4.0, "delay": 1.5}
     description = app.extensions["redis"].hget(f"rq:job:{task_id}", "description")
     assert description == f"multiply {task_id}".encode()
 
@@ -95,12 +100,10 @@ def test_a_job_run_twice_leaves_one_row(app: Flask, client: FlaskClient, run_wor
     assert [(str(row.task_id), row.status, row.result) for row in rows(app)] == [(task_id, "finished", 42.0)]
 
 
-def test_a_rerun_overwrites_the_row_with_its_latest_outcome(
-    app: Flask, client: FlaskClient, run_worker
-) -> None:
+def test_a_rerun_overwrites_the_row_with_its_latest_outcome(app: Flask, client: FlaskClient, run_worker) -> None:
     task_id = submit(client, x=6, y=7)
     with app.app_context():
-        db.session.add(Result(task_id=uuid.UUID(task_id), status="failed", error="an earlier run failed"))
+        db.session.add(Result(task_id=uuid.UUID(task_id), type="multiply", status="failed", error="an earlier run"))
         db.session.commit()
     run_worker(app)
     assert client.get(f"/multiply/{task_id}").json == {
@@ -112,7 +115,7 @@ def test_a_rerun_overwrites_the_row_with_its_latest_outcome(
 
 @pytest.fixture
 def impatient_app(migrated_database: str):
-    yield from make_app(JOB_TIMEOUT="1")
+    yield from make_app(MULTIPLY_TIMEOUT="1")
 
 
 def test_a_job_over_its_timeout_is_stopped_and_fails(impatient_app: Flask, run_worker) -> None:
@@ -220,7 +223,7 @@ def test_an_unknown_task_id_is_404(client: FlaskClient) -> None:
     task_id = uuid.uuid4()
     response = client.get(f"/multiply/{task_id}")
     assert response.status_code == 404
-    assert response.json == {"error": f"no task has the id {task_id}"}
+    assert response.json == {"error": f"no multiply task has the id {task_id}"}
 
 
 def test_errors_are_json(client: FlaskClient) -> None:

@@ -45,9 +45,7 @@ def test_dashboard_serves_with_valid_credentials(client: FlaskClient) -> None:
 
 def test_dashboard_lists_a_queued_task(client: FlaskClient) -> None:
     task_id = client.post("/multiply", data='{"x": 1, "y": 2}').json["task_id"]
-    response = client.get(
-        "/rq/0/data/jobs/default/queued/8/asc/1.json", headers=basic("admin", DASHBOARD_PASSWORD)
-    )
+    response = client.get("/rq/0/data/jobs/default/queued/8/asc/1.json", headers=basic("admin", DASHBOARD_PASSWORD))
     assert response.status_code == 200
     jobs = json.loads(response.data)["jobs"]
     assert [job["id"] for job in jobs] == [task_id]

@@ -2,13 +2,13 @@
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 import requests
+from rq import Worker
 from sqlalchemy import make_url
 
 from tests.conftest import (
@@ -37,9 +37,7 @@ def test_release_migrates_an_empty_database_and_is_safe_to_run_again(tmp_path: P
     url = url.set(database=f"{url.database}_release").render_as_string(hide_password=False)
     recreate_database(url)
     for attempt in range(2):
-        release = start_process(
-            "release", tmp_path / f"release{attempt}.log", **service_env(DATABASE_URL=url)
-        )
+        release = start_process("release", tmp_path / f"release{attempt}.log", **service_env(DATABASE_URL=url))
         assert release.wait(timeout=60) == 0, (tmp_path / f"release{attempt}.log").read_text()
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
@@ -58,8 +56,8 @@ def web(app, tmp_path: Path) -> Iterator[str]:
     def answers() -> bool:
         assert process.poll() is None, (tmp_path / "web.log").read_text()
         try:
-            return requests.get(f"{base}/multiply/x", timeout=1).status_code == 404
-        except requests.ConnectionError:
+            return requests.get(f"{base}/multiply/x", timeout=5).status_code == 404
+        except requests.RequestException:  # not listening yet, or still booting its workers
             return False
 
     wait_for(answers, 30, "web to listen")
@@ -69,7 +67,9 @@ def web(app, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def worker(app, tmp_path: Path) -> Iterator:
+    """The `worker` process, once it has registered with Redis (and so handles signals)."""
     process = start_process("worker", tmp_path / "worker.log", **service_env())
+    wait_for(lambda: Worker.count(connection=app.extensions["redis"]) == 1, 30, "the worker to register")
     yield process
     stop_process(process)
 
@@ -138,6 +138,5 @@ def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str,
 
 
 def test_worker_exits_promptly_on_sigterm_when_idle(worker) -> None:
-    time.sleep(1)
     os.killpg(worker.pid, signal.SIGTERM)
     assert worker.wait(timeout=10) == 0

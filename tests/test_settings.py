@@ -11,7 +11,9 @@ def test_defaults_point_at_local_services() -> None:
     assert settings["REDIS_URL"] == "redis://localhost:6379/0"
     assert settings["RQ_DASHBOARD_USERNAME"] == "admin"
     assert settings["RQ_DASHBOARD_PASSWORD"] is None
-    assert settings["JOB_TIMEOUT"] > 300  # longer than the largest allowed delay
+    assert settings["MULTIPLY_TIMEOUT"] > 300  # longer than the largest allowed delay
+    assert settings["SIMULATION_TIMEOUT"] > 0
+    assert settings["RETRY_ATTEMPTS"] >= 1
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2"])
@@ -34,9 +36,10 @@ def test_tls_redis_accepts_a_self_signed_certificate_unless_told_otherwise() -> 
         ({"DATABASE_URL": "mysql://localhost/x"}, "DATABASE_URL"),
         ({"DATABASE_URL": "localhost/x"}, "DATABASE_URL"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
-        ({"JOB_TIMEOUT": "ten"}, "JOB_TIMEOUT"),
-        ({"JOB_TIMEOUT": "0"}, "JOB_TIMEOUT"),
-        ({"JOB_TIMEOUT": "-5"}, "JOB_TIMEOUT"),
+        ({"MULTIPLY_TIMEOUT": "ten"}, "MULTIPLY_TIMEOUT"),
+        ({"SIMULATION_TIMEOUT": "0"}, "SIMULATION_TIMEOUT"),
+        ({"FAILED_JOB_TTL": "-5"}, "FAILED_JOB_TTL"),
+        ({"RETRY_ATTEMPTS": "1.5"}, "RETRY_ATTEMPTS"),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(environ: dict, named: str) -> None:

@@ -113,7 +113,5 @@ def test_the_cycle_runs_over_tls_with_a_self_signed_certificate(tls_app: Flask, 
 def test_the_dashboard_reads_the_tls_redis(tls_app: Flask) -> None:
     client = tls_app.test_client()
     task_id = client.post("/multiply", data='{"x": 3, "y": 5}').json["task_id"]
-    response = client.get(
-        "/rq/0/data/jobs/default/queued/8/asc/1.json", headers=basic("admin", DASHBOARD_PASSWORD)
-    )
+    response = client.get("/rq/0/data/jobs/default/queued/8/asc/1.json", headers=basic("admin", DASHBOARD_PASSWORD))
     assert [job["id"] for job in json.loads(response.data)["jobs"]] == [task_id]

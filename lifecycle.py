@@ -1,0 +1,239 @@
+"""What can happen to a task: accept it, poll it, describe it, list it, cancel it.
+
+Shared by the HTTP API (app.py) and the operator CLI (cli.py). Imports core, schemas and tasks. Its
+errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import current_app
+from pydantic import BaseModel
+from redis import Redis
+from rq import Callback
+from rq.command import send_stop_job_command
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from sqlalchemy import Select, delete, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from werkzeug.exceptions import BadRequest, Conflict, NotFound, UnprocessableEntity
+
+import tasks
+from core import IdempotencyKey, Result, Task, db
+from schemas import TERMINAL_STATUSES, ListQuery, MultiplyRequest, Progress, SimulationRequest, TaskView
+
+log = logging.getLogger(__name__)
+PENDING = Progress(percent=0, message=None)
+DONE = Progress(percent=100, message="done")
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A kind of task: the body it takes, the job that runs it, its timeout setting and its result URL."""
+
+    name: str
+    schema: type[BaseModel]
+    function: Callable[..., object]
+    timeout_setting: str
+    path: str
+
+    def result_url(self, task_id: uuid.UUID | str) -> str:
+        return f"{self.path}/{task_id}"
+
+
+TASK_TYPES = {
+    "multiply": TaskType("multiply", MultiplyRequest, tasks.multiply, "MULTIPLY_TIMEOUT", "/multiply"),
+    "simulation": TaskType("simulation", SimulationRequest, tasks.simulate, "SIMULATION_TIMEOUT", "/simulations"),
+}
+
+
+def _redis() -> Redis:
+    return current_app.extensions["redis"]
+
+
+def _fingerprint(params: BaseModel, priority: str) -> str:
+    request = {"params": params.model_dump(mode="json", exclude_unset=True), "priority": priority}
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _claim_key(task_type: TaskType, key: str, fingerprint: str, task_id: uuid.UUID) -> uuid.UUID | None:
+    """Store an idempotency key for a new task; if it is taken, the task it names (same request) or 422."""
+    claim = insert(IdempotencyKey).values(endpoint=task_type.name, key=key, fingerprint=fingerprint, task_id=task_id)
+    # A concurrent request with the same key waits here until the first one commits or rolls back.
+    if db.session.execute(claim.on_conflict_do_nothing().returning(IdempotencyKey.task_id)).scalar() is not None:
+        return None
+    stored = db.session.get(IdempotencyKey, (task_type.name, key))
+    earlier, same = stored.task_id, stored.fingerprint == fingerprint
+    db.session.rollback()
+    if not same:
+        raise UnprocessableEntity(f"the Idempotency-Key {key!r} was already used with another request to this endpoint")
+    return earlier
+
+
+def submit(task_type: TaskType, params: BaseModel, priority: str = "default", key: str | None = None) -> uuid.UUID:
+    """Accept a task: record it in Postgres, then queue it. A repeated idempotency key gives the first task."""
+    task_id = uuid.uuid4()
+    if key is not None and (earlier := _claim_key(task_type, key, _fingerprint(params, priority), task_id)):
+        log.info("task %s requested again with its idempotency key", earlier)
+        return earlier
+    payload = params.model_dump(mode="json")
+    db.session.add(Task(task_id=task_id, type=task_type.name, priority=priority, params=payload))
+    db.session.commit()
+    try:
+        current_app.extensions["queues"][priority].enqueue(
+            task_type.function,
+            args=(str(task_id),),
+            kwargs=payload,
+            job_id=str(task_id),
+            description=f"{task_type.name} {task_id}",  # the dashboard shows it unescaped: never client data
+            meta={"type": task_type.name},
+            job_timeout=current_app.config[task_type.timeout_setting],
+            failure_ttl=current_app.config["FAILED_JOB_TTL"],
+            on_failure=Callback(tasks.record_failure),
+        )
+    except Exception:
+        # Nothing half-done: a task that is not queued must not look accepted.
+        db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.task_id == task_id))
+        db.session.execute(delete(Task).where(Task.task_id == task_id))
+        db.session.commit()
+        raise
+    log.info("task %s accepted (%s, priority %s)", task_id, task_type.name, priority)
+    return task_id
+
+
+def _fetch_jobs(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Job]:
+    ids = list(task_ids)
+    if not ids:
+        return {}
+    jobs = Job.fetch_many([str(i) for i in ids], connection=_redis(), serializer=JSONSerializer)
+    return {i: job for i, job in zip(ids, jobs, strict=True) if job is not None}
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _progress(status: str, job: Job | None) -> Progress:
+    if status == "finished":
+        return DONE
+    if job is not None and "progress" in job.meta:
+        return Progress(**job.meta["progress"])
+    return PENDING
+
+
+def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskView:
+    """Everything known about a task, from its rows and its RQ job (any of which may be missing)."""
+    assert task is not None or result is not None or job is not None
+    task_id = task.task_id if task else result.task_id if result else uuid.UUID(job.id)
+    name = task.type if task else result.type if result else job.meta["type"]
+    if result is not None:
+        status = result.status
+    elif job is not None:
+        status = job.get_status(refresh=False).value
+    else:
+        status = "queued"  # accepted, and its job is not in Redis (yet, or any more)
+    return TaskView(
+        task_id=task_id,
+        type=name,
+        priority=task.priority if task else job.origin if job else "default",
+        status=status,
+        progress=_progress(status, job),
+        enqueued_at=task.enqueued_at if task else _aware(job.enqueued_at) if job else None,
+        started_at=result.started_at if result else _aware(job.started_at) if job else None,
+        ended_at=result.ended_at if result else None,
+        result_url=TASK_TYPES[name].result_url(task_id),
+        error=result.error if result else None,
+    )
+
+
+def find(task_id: uuid.UUID) -> TaskView:
+    """Describe one task; 404 if it was never accepted."""
+    task, result = db.session.get(Task, task_id), db.session.get(Result, task_id)
+    job = _fetch_jobs([task_id]).get(task_id) if result is None or result.status != "finished" else None
+    if task is None and result is None and job is None:
+        raise NotFound(f"no task has the id {task_id}")
+    return describe(task, result, job)
+
+
+def poll(task_type: TaskType, task_id: uuid.UUID) -> Result | TaskView:
+    """The result row of a task of this type once it has one, else where the task is; 404 if unknown."""
+    result = db.session.get(Result, task_id)
+    if result is not None and result.type == task_type.name:
+        return result
+    if result is None:
+        job = _fetch_jobs([task_id]).get(task_id)
+        if job is not None and job.meta.get("type") == task_type.name:
+            return describe(None, None, job)
+        task = db.session.get(Task, task_id)
+        if task is not None and task.type == task_type.name:
+            return describe(task, None, job)
+    raise NotFound(f"no {task_type.name} task has the id {task_id}")
+
+
+def _encode_cursor(view: TaskView) -> str:
+    return base64.urlsafe_b64encode(f"{view.enqueued_at.isoformat()}|{view.task_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        moment, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(moment), uuid.UUID(task_id)
+    except (ValueError, binascii.Error):
+        raise BadRequest("cursor is not one this API gave out; pass next_cursor of a previous page") from None
+
+
+def _after(statement: Select, enqueued_at: datetime, task_id: uuid.UUID) -> Select:
+    return statement.where(tuple_(Task.enqueued_at, Task.task_id) < (enqueued_at, task_id))
+
+
+def list_tasks(query: ListQuery) -> tuple[list[TaskView], str | None]:
+    """Recent tasks, newest first, a page at a time; the cursor of the next page, if there may be one."""
+    statement = (
+        select(Task, Result)
+        .outerjoin(Result, Result.task_id == Task.task_id)
+        .order_by(Task.enqueued_at.desc(), Task.task_id.desc())
+        .limit(query.limit)
+    )
+    if query.type:
+        statement = statement.where(Task.type == query.type)
+    if query.cursor:
+        statement = _after(statement, *_decode_cursor(query.cursor))
+    if query.status in TERMINAL_STATUSES:
+        statement = statement.where(Result.status == query.status)
+    elif query.status:
+        statement = statement.where(Result.task_id.is_(None))  # then sorted out by their jobs' status
+    views: list[TaskView] = []
+    while len(views) < query.limit:
+        rows = db.session.execute(statement).all()
+        jobs = _fetch_jobs(task.task_id for task, result in rows if result is None or result.status != "finished")
+        for task, result in rows:
+            view = describe(task, result, jobs.get(task.task_id))
+            if query.status in (None, view.status) and len(views) < query.limit:
+                views.append(view)
+        if len(rows) < query.limit:
+            return views, None
+        statement = _after(statement, rows[-1][0].enqueued_at, rows[-1][0].task_id)
+    return views, _encode_cursor(views[-1])
+
+
+def cancel(task_id: uuid.UUID) -> TaskView:
+    """Cancel a task that has not started, or ask the worker running it to stop it; 409 once it ended."""
+    view = find(task_id)
+    if view.status in TERMINAL_STATUSES:
+        raise Conflict(f"task {task_id} has already ended: it is {view.status}")
+    job = _fetch_jobs([task_id]).get(task_id)
+    if job is not None and job.get_status() == JobStatus.STARTED:
+        send_stop_job_command(_redis(), job.id, serializer=JSONSerializer)
+        log.info("task %s: asked its worker to stop it", task_id)
+        return view
+    if job is not None:
+        job.cancel()
+    tasks.write_result(str(task_id), view.type, "canceled", error="canceled on request before it started")
+    return find(task_id)
