@@ -268,6 +268,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     app = OpenAPI(
         __name__,
         info=Info(title="longjobs", version="1.0", description="Long jobs in the background: POST, get 202, poll."),
+        security_schemes={},  # none yet; flask-openapi3 would otherwise emit an invalid null
         doc_prefix="/docs",  # Swagger UI (served from its PyPI package, no CDN) at /docs/swagger
         validation_error_status=400,
         validation_error_model=ErrorBody,

@@ -1,5 +1,144 @@
-"""The operator CLI: `flask tasks ...`. Imports core, schemas and lifecycle."""
+"""The operator CLI, `flask tasks ...`: submit a task and watch it to the end, list and requeue failed
+tasks, prune old ones.
 
+Imports core, schemas and lifecycle; every command runs in the app context the flask CLI provides.
+"""
+
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import click
+from flask import current_app
 from flask.cli import AppGroup
+from pydantic import ValidationError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlalchemy import delete
+from werkzeug.exceptions import HTTPException
 
-tasks_group = AppGroup("tasks", help="Submit, watch, requeue and prune tasks.")
+import lifecycle
+from core import QUEUE_NAMES, IdempotencyKey, Result, Task, db
+from lifecycle import TASK_TYPES
+from schemas import PRIORITIES, TERMINAL_STATUSES, describe_errors
+
+IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
+AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+POLL_SECONDS = 0.5
+
+tasks_group = AppGroup("tasks", help="Submit and watch tasks, list and requeue failed ones, prune old ones.")
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="PARAMS")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            raise click.BadParameter(f"the value of {key!r} must be a JSON value, e.g. 3 or 2.5", param_hint="PARAMS")
+    return params
+
+
+@tasks_group.command("submit")
+@click.argument("task_type", type=click.Choice(list(TASK_TYPES)))
+@click.argument("params", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--priority", type=click.Choice(PRIORITIES), default="default", show_default=True)
+@click.option("--watch/--no-watch", default=True, show_default=True, help="Follow the task with a progress bar.")
+def submit_command(task_type: str, params: tuple[str, ...], priority: str, watch: bool) -> None:
+    """Queue a task, e.g. `flask tasks submit multiply x=6 y=7 delay=10`."""
+    kind = TASK_TYPES[task_type]
+    try:
+        body = kind.schema.model_validate(_parse_params(params))
+    except ValidationError as exc:
+        raise click.UsageError(describe_errors(exc)) from None
+    task_id = lifecycle.submit(kind, body, priority)
+    click.echo(f"task {task_id} queued; its result will be at {kind.result_url(task_id)}")
+    if watch:
+        watch_task(task_id)
+
+
+@tasks_group.command("watch")
+@click.argument("task_id", type=click.UUID)
+def watch_command(task_id: uuid.UUID) -> None:
+    """Follow a task with a progress bar until it ends; exit 1 unless it finished."""
+    watch_task(task_id)
+
+
+def watch_task(task_id: uuid.UUID) -> None:
+    try:
+        view = lifecycle.find(task_id)
+    except HTTPException as exc:
+        raise click.ClickException(exc.description) from None
+    with click.progressbar(length=100, label=view.status, show_percent=True, show_eta=False) as bar:
+        while view.status not in TERMINAL_STATUSES:
+            bar.label = f"{view.status} {view.progress.message or ''}".strip()
+            bar.update(view.progress.percent - bar.pos)
+            time.sleep(POLL_SECONDS)
+            db.session.commit()  # end the snapshot, so the next look sees the worker's writes
+            view = lifecycle.find(task_id)
+        bar.label = view.status
+        bar.update(view.progress.percent - bar.pos)
+    if view.status != "finished":
+        raise click.ClickException(f"task {task_id} {view.status}: {view.error}")
+    click.echo(json.dumps(db.session.get(Result, task_id).result))
+
+
+def _failed_jobs() -> list[Job]:
+    queues = current_app.extensions["queues"]
+    ids = [job_id for name in QUEUE_NAMES for job_id in queues[name].failed_job_registry.get_job_ids()]
+    jobs = Job.fetch_many(ids, connection=current_app.extensions["redis"], serializer=JSONSerializer)
+    return sorted((job for job in jobs if job is not None), key=lambda job: job.ended_at or datetime.min)
+
+
+@tasks_group.command("failed")
+def failed_command() -> None:
+    """List the tasks in RQ's failed registry (the dead-letter queue), oldest first."""
+    jobs = _failed_jobs()
+    for job in jobs:
+        result = job.latest_result()
+        reason = result.exc_string.strip().splitlines()[-1] if result and result.exc_string else ""
+        click.echo(f"{job.id}  {job.meta.get('type', '?'):10}  {job.origin:7}  {job.ended_at}  {reason}")
+    click.echo(f"{len(jobs)} failed task(s)")
+
+
+@tasks_group.command("requeue")
+@click.argument("task_ids", nargs=-1, type=click.UUID)
+@click.option("--all", "every", is_flag=True, help="Requeue every failed task.")
+def requeue_command(task_ids: tuple[uuid.UUID, ...], every: bool) -> None:
+    """Run failed tasks again; each ends with the row of its new outcome."""
+    if every == bool(task_ids):
+        raise click.UsageError("name the failed tasks to requeue, or pass --all")
+    failed = {job.id: job for job in _failed_jobs()}
+    wanted = list(failed) if every else [str(task_id) for task_id in task_ids]
+    missing = [task_id for task_id in wanted if task_id not in failed]
+    if missing:
+        raise click.ClickException(f"not in the failed registry: {', '.join(missing)}")
+    for task_id in wanted:
+        failed[task_id].requeue()
+        click.echo(f"task {task_id} requeued")
+
+
+def _parse_age(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text)
+    if not match:
+        raise click.BadParameter("give an age like 90s, 45m, 12h or 30d", param_hint="--older-than")
+    return timedelta(**{AGE_UNITS[match[2]]: int(match[1])})
+
+
+@tasks_group.command("prune")
+@click.option("--older-than", "age", required=True, help="Age like 90s, 45m, 12h or 30d.")
+def prune_command(age: str) -> None:
+    """Delete tasks that ended longer ago than AGE (rows and results), and idempotency keys past 24 h."""
+    cutoff = datetime.now(UTC) - _parse_age(age)
+    ended = delete(Result).where(Result.ended_at < cutoff).returning(Result.task_id)
+    task_ids = db.session.scalars(ended).all()
+    db.session.execute(delete(Task).where(Task.task_id.in_(task_ids)))
+    oldest_key = min(cutoff, datetime.now(UTC) - IDEMPOTENCY_KEY_MINIMUM_AGE)
+    keys = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < oldest_key)).rowcount
+    db.session.commit()
+    click.echo(f"pruned {len(task_ids)} ended task(s) and {keys} idempotency key(s)")

@@ -1,9 +1,11 @@
 """A stochastic SEIR epidemic model (chain binomial), vectorised with NumPy over replicate runs.
 
 A pure module: imports nothing of ours. Each day, in every run at once:
-  new exposures   ~ Binomial(S, 1 - exp(-beta * I / N)),  beta = r0 / infectious_days
+  new exposures   ~ Binomial(S, 1 - exp(-beta * I / N))
   new infectious  ~ Binomial(E, 1 - exp(-1 / incubation_days))
-  new recoveries  ~ Binomial(I, 1 - exp(-1 / infectious_days))
+  new recoveries  ~ Binomial(I, gamma),  gamma = 1 - exp(-1 / infectious_days)
+A case stays infectious 1 / gamma days on average, so beta = r0 * gamma makes each case infect r0
+others on average, and the final size follows z = 1 - exp(-r0 z) for a large population.
 """
 
 from collections.abc import Callable
@@ -35,9 +37,9 @@ def simulate_seir(
     susceptible = np.full(runs, population - initial_infected, dtype=np.int64)
     exposed = np.zeros(runs, dtype=np.int64)
     infectious = np.full(runs, initial_infected, dtype=np.int64)
-    beta = r0 / infectious_days
     p_onset = -np.expm1(-1.0 / incubation_days)
     p_recovery = -np.expm1(-1.0 / infectious_days)
+    beta = r0 * p_recovery
 
     # Only the per-day quantiles are kept, so memory grows with runs + days, not runs * days.
     curve = np.empty((days + 1, len(BAND)))

@@ -203,7 +203,7 @@ def list_tasks(query: ListQuery) -> tuple[list[TaskView], str | None]:
     )
     if query.type:
         statement = statement.where(Task.type == query.type)
-    if query.cursor:
+    if query.cursor is not None:
         statement = _after(statement, *_decode_cursor(query.cursor))
     if query.status in TERMINAL_STATUSES:
         statement = statement.where(Result.status == query.status)

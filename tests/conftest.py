@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import flask_migrate
@@ -85,6 +86,24 @@ def make_app(**overrides: str) -> Iterator[Flask]:
     app.extensions["redis"].close()
 
 
+def closed_port_url() -> str:
+    """A Redis URL on which nothing listens."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{closed.getsockname()[1]}/1"
+
+
+@contextmanager
+def app_on(**overrides: str) -> Iterator[Flask]:
+    """An app pointed at other servers (down ones, say); it cleans nothing up but its own pool."""
+    app = create_app(service_env(**overrides))
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture
 def app(migrated_database: str) -> Iterator[Flask]:
     yield from make_app()
@@ -96,11 +115,14 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def run_worker() -> Callable[[Flask], None]:
-    """Run a real worker of the app until its queues are empty (a burst worker, in this process)."""
+def run_worker() -> Callable[[Flask], bool]:
+    """Run a real worker of the app until its queues are empty (a burst worker, in this process).
 
-    def run(app: Flask) -> None:
-        assert build_worker(app).work(burst=True, logging_level="WARNING", with_scheduler=True)
+    Returns whether it ran any job.
+    """
+
+    def run(app: Flask) -> bool:
+        return build_worker(app).work(burst=True, logging_level="WARNING", with_scheduler=True)
 
     return run
 

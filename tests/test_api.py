@@ -7,7 +7,6 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from flask import Flask
@@ -15,9 +14,8 @@ from flask.testing import FlaskClient
 from rq.job import Job
 from sqlalchemy import select
 
-from app import create_app
 from core import Result, db
-from tests.conftest import make_app, service_env
+from tests.conftest import app_on, closed_port_url, make_app
 
 
 def submit(client: FlaskClient, **body: object) -> str:
@@ -231,24 +229,6 @@ def test_errors_are_json(client: FlaskClient) -> None:
         assert response.status_code in (404, 405)
         assert response.content_type == "application/json"
         assert set(response.json) == {"error"}
-
-
-def closed_port_url() -> str:
-    """A Redis URL on which nothing listens."""
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{closed.getsockname()[1]}/1"
-
-
-@contextmanager
-def app_on(**overrides: str) -> Iterator[Flask]:
-    """An app pointed at other servers (down ones, say); it cleans nothing up but its own pool."""
-    app = create_app(service_env(**overrides))
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture

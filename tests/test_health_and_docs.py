@@ -1,0 +1,92 @@
+"""GET /health, and the OpenAPI document and interactive docs generated from the request schemas."""
+
+import re
+import socket
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from tests.conftest import app_on, closed_port_url, make_app, service_env, start_process, stop_process, wait_for
+
+
+def test_health_reports_redis_database_workers_queues_and_failures(app: Flask, client: FlaskClient) -> None:
+    client.post("/multiply?priority=low", json={"x": 1, "y": 2})
+    client.post("/multiply?priority=low", json={"x": 1, "y": 2})
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json == {
+        "redis": {"ok": True},
+        "database": {"ok": True},
+        "workers": 0,
+        "queues": {"high": 0, "default": 0, "low": 2},
+        "failed": 0,
+    }
+
+
+def test_health_counts_live_workers(app: Flask, client: FlaskClient, tmp_path) -> None:
+    worker = start_process("worker", tmp_path / "worker.log", **service_env())
+    try:
+        wait_for(lambda: client.get("/health").json["workers"] == 1, 30, "health to see the worker")
+    finally:
+        stop_process(worker)
+
+
+@pytest.fixture
+def app_without_redis(migrated_database: str) -> Iterator[Flask]:
+    yield from make_app(REDIS_URL=closed_port_url())
+
+
+def test_health_is_503_when_redis_is_down(app_without_redis: Flask) -> None:
+    response = app_without_redis.test_client().get("/health")
+    assert response.status_code == 503
+    assert response.json["redis"]["ok"] is False
+    assert "Connection" in response.json["redis"]["error"]
+    assert response.json["database"] == {"ok": True}
+
+
+def test_health_is_503_when_the_database_is_down(migrated_database: str) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"postgresql://127.0.0.1:{closed.getsockname()[1]}/longjobs"
+    with app_on(DATABASE_URL=dead) as app:
+        response = app.test_client().get("/health")
+        assert response.status_code == 503
+        assert response.json["database"]["ok"] is False
+        assert response.json["redis"] == {"ok": True}
+
+
+def test_the_openapi_document_is_valid_and_covers_every_endpoint(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").json
+    validate(document)
+    operations = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert operations == {
+        ("/multiply", "post"),
+        ("/multiply/{task_id}", "get"),
+        ("/simulations", "post"),
+        ("/simulations/{task_id}", "get"),
+        ("/tasks", "get"),
+        ("/tasks/{task_id}", "get"),
+        ("/tasks/{task_id}", "delete"),
+        ("/health", "get"),
+    }
+    submit = document["paths"]["/multiply"]["post"]
+    assert set(submit["responses"]) == {"202", "400", "413", "422", "503"}
+    parameters = {parameter["name"] for parameter in submit["parameters"]}
+    assert {"priority", "Idempotency-Key"} <= parameters
+    schema = document["components"]["schemas"]["MultiplyRequest"]
+    assert schema["properties"]["x"]["maximum"] == 1e150
+    assert schema["additionalProperties"] is False
+
+
+def test_the_docs_page_loads_nothing_from_another_site(client: FlaskClient) -> None:
+    assert client.get("/docs").headers["Location"].endswith("/docs/swagger")
+    page = client.get("/docs/swagger")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    for asset in re.findall(r"(?:src|href)=\"([^\"]+)\"", html):
+        with client.get(f"/docs/{asset}") as response:  # a file response: closed when done
+            assert response.status_code == 200, asset
