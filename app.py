@@ -254,12 +254,19 @@ def require_dashboard_login() -> None:
     raise Unauthorized(message, www_authenticate=WWWAuthenticate("basic", {"realm": "rq-dashboard"}))
 
 
+def share_redis_with_dashboard() -> None:
+    # rq-dashboard builds a new client from its URL on every request; hand it the app's one instead.
+    current_app.redis_conn = current_app.extensions["redis"]
+
+
 def mount_dashboard(app: Flask) -> None:
-    """Serve rq-dashboard under /rq on our Redis and serializer, behind basic auth."""
+    """Serve rq-dashboard under /rq on our Redis client and serializer, behind basic auth."""
     rq_dashboard.web.config.serializer = JSONSerializer
     rq_dashboard.web.setup_rq_connection(app)
     app.before_request(require_dashboard_login)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
+    # Runs after the blueprint's own before_request, which set a client of its own.
+    app.before_request_funcs.setdefault(rq_dashboard.blueprint.name, []).append(share_redis_with_dashboard)
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:

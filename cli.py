@@ -40,7 +40,9 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
         try:
             params[key] = json.loads(value)
         except ValueError:
-            raise click.BadParameter(f"the value of {key!r} must be a JSON value, e.g. 3 or 2.5", param_hint="PARAMS")
+            raise click.BadParameter(
+                f"the value of {key!r} must be a JSON value, e.g. 3 or 2.5", param_hint="PARAMS"
+            ) from None
     return params
 
 

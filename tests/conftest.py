@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from rq import Worker
 from sqlalchemy import make_url, text
 
 from app import create_app
@@ -167,6 +168,20 @@ def start_process(process: str, log: Path, **env: str) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@pytest.fixture
+def worker_process(app: Flask, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """The Procfile's `worker`, once it waits for jobs (by then it handles SIGTERM; not yet when it registers)."""
+    process = start_process("worker", tmp_path / "worker.log", **service_env())
+
+    def idle() -> bool:
+        assert process.poll() is None, (tmp_path / "worker.log").read_text()
+        return [worker.get_state() for worker in Worker.all(connection=app.extensions["redis"])] == ["idle"]
+
+    wait_for(idle, 30, "the worker to wait for jobs")
+    yield process
+    stop_process(process)
 
 
 def stop_process(process: subprocess.Popen) -> None:

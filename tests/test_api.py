@@ -295,3 +295,14 @@ def test_get_is_503_when_the_database_is_unreachable(migrated_database: str) -> 
         assert response.status_code == 503
         assert int(response.headers["Retry-After"]) > 0
         assert "database" in response.json["error"]
+
+
+def test_post_is_503_when_the_database_is_unreachable(migrated_database: str) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"postgresql://127.0.0.1:{closed.getsockname()[1]}/longjobs"
+    with app_on(DATABASE_URL=dead) as down:
+        response = down.test_client().post("/multiply", json={"x": 1, "y": 2})
+        assert response.status_code == 503
+        assert "nothing was queued" in response.json["error"]
+        assert down.extensions["queues"]["default"].count == 0

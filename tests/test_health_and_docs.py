@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from tests.conftest import app_on, closed_port_url, make_app, service_env, start_process, stop_process, wait_for
+from tests.conftest import app_on, closed_port_url, make_app
 
 
 def test_health_reports_redis_database_workers_queues_and_failures(app: Flask, client: FlaskClient) -> None:
@@ -26,12 +26,8 @@ def test_health_reports_redis_database_workers_queues_and_failures(app: Flask, c
     }
 
 
-def test_health_counts_live_workers(app: Flask, client: FlaskClient, tmp_path) -> None:
-    worker = start_process("worker", tmp_path / "worker.log", **service_env())
-    try:
-        wait_for(lambda: client.get("/health").json["workers"] == 1, 30, "health to see the worker")
-    finally:
-        stop_process(worker)
+def test_health_counts_live_workers(client: FlaskClient, worker_process) -> None:
+    assert client.get("/health").json["workers"] == 1
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import BaseModel
-from rq import Worker
 from rq.job import Job
 
 import lifecycle
@@ -19,7 +17,7 @@ from core import Result, db
 from lifecycle import TaskType
 from tasks import ProgressReporter
 from tests import jobs
-from tests.conftest import DASHBOARD_PASSWORD, make_app, service_env, start_process, stop_process, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, make_app, wait_for
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{DASHBOARD_PASSWORD}".encode()).decode()}
 
@@ -108,15 +106,6 @@ def test_progress_is_throttled_and_never_goes_back(app: Flask, client: FlaskClie
     time.sleep(0.3)
     reporter.report(150, "over")
     assert stored()["percent"] == 99  # only a finished task is at 100
-
-
-@pytest.fixture
-def worker_process(app: Flask, tmp_path: Path) -> Iterator:
-    """A real `worker` process from the Procfile, registered and listening."""
-    process = start_process("worker", tmp_path / "worker.log", **service_env())
-    wait_for(lambda: Worker.count(connection=app.extensions["redis"]) == 1, 30, "the worker to register")
-    yield process
-    stop_process(process)
 
 
 @pytest.mark.slow
@@ -271,3 +260,12 @@ def test_a_simulation_over_its_timeout_is_stopped_and_fails(migrated_database: s
         answer = client.get(f"/simulations/{task_id}").json
         assert answer["status"] == "failed"
         assert "timeout of 1 s" in answer["error"]
+
+
+def test_a_task_whose_job_expired_is_answered_from_postgres(app: Flask, client: FlaskClient, run_worker) -> None:
+    task_id = submit(client, x=2, y=5, delay=0)
+    run_worker(app)
+    before = client.get(f"/tasks/{task_id}").json
+    Job.fetch(task_id, connection=app.extensions["redis"]).delete()  # as when its result TTL runs out
+    assert client.get(f"/tasks/{task_id}").json == before
+    assert client.get(f"/multiply/{task_id}").json["result"] == 10.0

@@ -8,7 +8,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 import requests
-from rq import Worker
 from sqlalchemy import make_url
 
 from tests.conftest import (
@@ -65,15 +64,6 @@ def web(app, tmp_path: Path) -> Iterator[str]:
     stop_process(process)
 
 
-@pytest.fixture
-def worker(app, tmp_path: Path) -> Iterator:
-    """The `worker` process, once it has registered with Redis (and so handles signals)."""
-    process = start_process("worker", tmp_path / "worker.log", **service_env())
-    wait_for(lambda: Worker.count(connection=app.extensions["redis"]) == 1, 30, "the worker to register")
-    yield process
-    stop_process(process)
-
-
 def poll(base: str, task_id: str, status: int = 200, timeout: float = 30) -> dict:
     def answered() -> dict | None:
         response = requests.get(f"{base}/multiply/{task_id}", timeout=5)
@@ -82,7 +72,7 @@ def poll(base: str, task_id: str, status: int = 200, timeout: float = 30) -> dic
     return wait_for(answered, timeout, f"{task_id} to answer {status}")
 
 
-def test_web_and_worker_serve_the_cycle(web: str, worker) -> None:
+def test_web_and_worker_serve_the_cycle(web: str, worker_process) -> None:
     response = requests.post(f"{web}/multiply", data='{"x": 6, "y": 7, "delay": 0.5}', timeout=5)
     assert response.status_code == 202
     task_id = response.json()["task_id"]
@@ -116,7 +106,7 @@ def test_web_trusts_the_routers_forwarded_headers(web: str) -> None:
     assert response.headers["Location"] == "https://jobs.example.com/rq/"
 
 
-def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str, worker) -> None:
+def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str, worker_process) -> None:
     running = requests.post(f"{web}/multiply", json={"x": 2, "y": 3, "delay": 3}, timeout=5).json()["task_id"]
     poll(web, running, status=404)
     wait_for(
@@ -126,8 +116,8 @@ def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str,
     )
     waiting = requests.post(f"{web}/multiply", json={"x": 1, "y": 1}, timeout=5).json()["task_id"]
 
-    os.killpg(worker.pid, signal.SIGTERM)  # as Heroku does: every process of the dyno
-    assert worker.wait(timeout=25) == 0
+    os.killpg(worker_process.pid, signal.SIGTERM)  # as Heroku does: every process of the dyno
+    assert worker_process.wait(timeout=25) == 0
     assert requests.get(f"{web}/multiply/{running}", timeout=5).json() == {
         "task_id": running,
         "status": "finished",
@@ -137,6 +127,6 @@ def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str,
     assert (left.status_code, left.json()["status"]) == (404, "queued")
 
 
-def test_worker_exits_promptly_on_sigterm_when_idle(worker) -> None:
-    os.killpg(worker.pid, signal.SIGTERM)
-    assert worker.wait(timeout=10) == 0
+def test_worker_exits_promptly_on_sigterm_when_idle(worker_process) -> None:
+    os.killpg(worker_process.pid, signal.SIGTERM)
+    assert worker_process.wait(timeout=10) == 0
