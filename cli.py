@@ -26,7 +26,7 @@ from schemas import PRIORITIES, TERMINAL_STATUSES, describe_errors
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
 AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
 
 tasks_group = AppGroup("tasks", help="Submit and watch tasks, list and requeue failed ones, prune old ones.")
 

@@ -57,7 +57,7 @@ class SimulationRequest(BaseModel):
     incubation_days: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False, description="mean latent period")]
     infectious_days: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False, description="mean infectious period")]
     days: Annotated[int, Field(ge=1, le=1000, description="days to simulate")]
-    runs: Annotated[int, Field(ge=1, le=10_000, description="replicate runs")]
+    runs: Annotated[int, Field(ge=1, le=100_000, description="replicate runs")]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="random seed; one is drawn if absent")] = Field(
         default_factory=lambda: secrets.randbits(63)
     )

@@ -253,7 +253,7 @@ def test_a_simulation_over_its_timeout_is_stopped_and_fails(migrated_database: s
     for app in make_app(SIMULATION_TIMEOUT="1"):
         client = app.test_client()
         body = {"population": 10**9, "initial_infected": 10, "r0": 3, "incubation_days": 4, "infectious_days": 6}
-        task_id = submit(client, "/simulations", **body, days=1000, runs=10_000)
+        task_id = submit(client, "/simulations", **body, days=1000, runs=100_000)
         started = time.monotonic()
         run_worker(app)
         assert time.monotonic() - started < 10
