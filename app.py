@@ -17,7 +17,7 @@ from flask import Flask, Request, Response, current_app, json, redirect, request
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
 from rq.serializers import JSONSerializer
@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
     BadRequest,
+    Forbidden,
     HTTPException,
     InternalServerError,
     RequestEntityTooLarge,
@@ -61,6 +62,11 @@ from schemas import (
 
 log = logging.getLogger(__name__)
 DASHBOARD_PREFIX = "/rq"
+# rq-dashboard's endpoints that change state (requeue_all and the others accept GET too).
+DASHBOARD_ACTIONS = {
+    f"rq_dashboard.{name}"
+    for name in ("delete_job_view", "requeue_job_view", "requeue_all", "empty_queue", "compact_queue")
+}
 POLL_AGAIN_SECONDS = "1"
 RETRY_LATER_SECONDS = 5
 SUBMIT_ERRORS = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
@@ -86,6 +92,21 @@ class StrictJSONRequest(Request):
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object")
         return data
+
+
+@api.before_request
+def require_api_token() -> None:
+    """With API_TOKENS set, every API request needs `Authorization: Bearer <one of them>`."""
+    tokens = current_app.config["API_TOKENS"]
+    if not tokens:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    matched = False
+    for token in tokens:  # every token compared every time: the timing tells nothing
+        matched |= hmac.compare_digest(given.encode(), token.encode())
+    if scheme.lower() != "bearer" or not matched:
+        raise Unauthorized("send a valid API token as `Authorization: Bearer <token>`",
+                           www_authenticate=WWWAuthenticate("bearer"))  # fmt: skip
 
 
 @api.before_request
@@ -191,6 +212,9 @@ def health():
     try:
         redis = current_app.extensions["redis"]
         queues = current_app.extensions["queues"]
+        policy = redis.info("memory").get("maxmemory_policy")
+        if policy != "noeviction":  # an evicting Redis drops queued jobs to make room
+            report.redis = Check(ok=False, error=f"maxmemory-policy is {policy}; Redis must run with noeviction")
         report.workers = Worker.count(connection=redis)
         report.queues = {name: queues[name].count for name in QUEUE_NAMES}
         report.failed = sum(queues[name].failed_job_registry.count for name in QUEUE_NAMES)
@@ -215,6 +239,12 @@ def render_validation_error(error: ValidationError) -> Response:
     return render_http_error(BadRequest(describe_errors(error)))
 
 
+def render_redis_full(error: Exception) -> Response:
+    log.error("Redis is out of memory on %s %s: %s", request.method, request.path, error)
+    message = "the task queue is out of memory right now; nothing was queued, try again later"
+    return render_http_error(ServiceUnavailable(message, retry_after=RETRY_LATER_SECONDS * 6))
+
+
 def render_redis_down(error: Exception) -> Response:
     log.warning("Redis unreachable on %s %s: %s", request.method, request.path, error)
     message = "the task queue is unreachable right now; nothing was queued, try again shortly"
@@ -237,10 +267,20 @@ def _matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def _from_own_origin() -> bool:
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin == request.host_url.rstrip("/")
+    return request.headers.get("Referer", "").startswith(request.host_url + DASHBOARD_PREFIX.lstrip("/"))
+
+
 def require_dashboard_login() -> None:
-    """Let only the configured user into the dashboard; nobody while no password is set."""
+    """Let only the configured user into the dashboard (nobody while no password is set), and only the
+    dashboard's own pages change anything: browsers resend basic auth to any site that asks."""
     if request.path != DASHBOARD_PREFIX and not request.path.startswith(DASHBOARD_PREFIX + "/"):
         return
+    if request.endpoint in DASHBOARD_ACTIONS and not _from_own_origin():
+        raise Forbidden("the dashboard's actions work only from its own pages")
     password = current_app.config["RQ_DASHBOARD_PASSWORD"]
     auth = request.authorization
     if password and auth and auth.type == "basic" and auth.username and auth.password is not None:
@@ -292,6 +332,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     app.cli.add_command(cli.tasks_group)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(RedisConnectionError, render_redis_down)
+    app.register_error_handler(OutOfMemoryError, render_redis_full)
     app.register_error_handler(RedisTimeoutError, render_redis_down)
     app.register_error_handler(OperationalError, render_database_down)
     app.register_error_handler(Exception, render_internal_error)

@@ -38,7 +38,8 @@ class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+# Rows stay readable after commit: the API answers from them without reading them back.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(directory=str(Path(__file__).with_name("migrations")))
 
 
@@ -129,6 +130,11 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "FAILED_JOB_TTL": _whole_number(environ, "FAILED_JOB_TTL", 7 * 24 * 3600),
         "RETRY_ATTEMPTS": _whole_number(environ, "RETRY_ATTEMPTS", 3, minimum=0),
         "RETRY_BACKOFF_SECONDS": _whole_number(environ, "RETRY_BACKOFF_SECONDS", 5, minimum=0),
+        "RESULT_TTL": _whole_number(environ, "RESULT_TTL", 60, minimum=0),
+        "MAX_QUEUE_DEPTH": _whole_number(environ, "MAX_QUEUE_DEPTH", 10_000),
+        "WORKER_LIVENESS_SECONDS": _whole_number(environ, "WORKER_LIVENESS_SECONDS", 20, minimum=4),
+        "WORKER_SHUTDOWN_GRACE": _whole_number(environ, "WORKER_SHUTDOWN_GRACE", 25, minimum=0),
+        "API_TOKENS": [token.strip() for token in environ.get("API_TOKENS", "").split(",") if token.strip()],
         "RQ_DASHBOARD_USERNAME": environ.get("RQ_DASHBOARD_USERNAME") or "admin",
         "RQ_DASHBOARD_PASSWORD": environ.get("RQ_DASHBOARD_PASSWORD") or None,
         # One byte over: werkzeug cuts a chunked body at this length silently, so the API must see

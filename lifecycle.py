@@ -23,7 +23,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from sqlalchemy import Select, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
-from werkzeug.exceptions import BadRequest, Conflict, NotFound, UnprocessableEntity
+from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable, UnprocessableEntity
 
 import tasks
 from core import IdempotencyKey, Result, Task, db
@@ -31,6 +31,7 @@ from schemas import TERMINAL_STATUSES, ListQuery, MultiplyRequest, Progress, Sim
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)
+RETRY_FULL_QUEUE_SECONDS = 30
 DONE = Progress(percent=100, message="done")
 
 
@@ -77,27 +78,38 @@ def _claim_key(task_type: TaskType, key: str, fingerprint: str, task_id: uuid.UU
     return earlier
 
 
+def enqueue(task_type: TaskType, task: Task) -> None:
+    """Put an accepted task's job on its queue, under the task's id."""
+    current_app.extensions["queues"][task.priority].enqueue(
+        task_type.function,
+        args=(str(task.task_id),),
+        kwargs=task.params,
+        job_id=str(task.task_id),
+        description=f"{task.type} {task.task_id}",  # the dashboard shows it unescaped: never client data
+        meta={"type": task.type},
+        job_timeout=current_app.config[task_type.timeout_setting],
+        result_ttl=current_app.config["RESULT_TTL"],  # Postgres is the record; Redis keeps it briefly
+        failure_ttl=current_app.config["FAILED_JOB_TTL"],
+        on_failure=Callback(tasks.record_failure),
+    )
+
+
 def submit(task_type: TaskType, params: BaseModel, priority: str = "default", key: str | None = None) -> uuid.UUID:
     """Accept a task: record it in Postgres, then queue it. A repeated idempotency key gives the first task."""
+    if current_app.extensions["queues"][priority].count >= current_app.config["MAX_QUEUE_DEPTH"]:
+        raise ServiceUnavailable(
+            f"the {priority} queue is full ({current_app.config['MAX_QUEUE_DEPTH']} tasks waiting); try again later",
+            retry_after=RETRY_FULL_QUEUE_SECONDS,
+        )
     task_id = uuid.uuid4()
     if key is not None and (earlier := _claim_key(task_type, key, _fingerprint(params, priority), task_id)):
         log.info("task %s requested again with its idempotency key", earlier)
         return earlier
-    payload = params.model_dump(mode="json")
-    db.session.add(Task(task_id=task_id, type=task_type.name, priority=priority, params=payload))
+    task = Task(task_id=task_id, type=task_type.name, priority=priority, params=params.model_dump(mode="json"))
+    db.session.add(task)
     db.session.commit()
     try:
-        current_app.extensions["queues"][priority].enqueue(
-            task_type.function,
-            args=(str(task_id),),
-            kwargs=payload,
-            job_id=str(task_id),
-            description=f"{task_type.name} {task_id}",  # the dashboard shows it unescaped: never client data
-            meta={"type": task_type.name},
-            job_timeout=current_app.config[task_type.timeout_setting],
-            failure_ttl=current_app.config["FAILED_JOB_TTL"],
-            on_failure=Callback(tasks.record_failure),
-        )
+        enqueue(task_type, task)
     except Exception:
         # Nothing half-done: a task that is not queued must not look accepted.
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.task_id == task_id))

@@ -5,6 +5,7 @@ worker pushes per job; none imports app.
 """
 
 import functools
+import json
 import logging
 import time
 import uuid
@@ -33,8 +34,15 @@ PROGRESS_INTERVAL_SECONDS = 0.25  # at most four progress writes to Redis a seco
 RUNNING_PERCENT_CAP = 99  # 100 is for finished tasks
 
 
+UNWRITTEN_KEY = "longjobs:unwritten"  # outcomes the database could not take yet, by task id
+
+
 class JobStopped(Exception):
     """Raised inside a running job when a user asks to stop it."""
+
+
+class JobHandedBack(Exception):
+    """Raised inside a running job that cannot finish before its worker shuts down."""
 
 
 class ProgressReporter:
@@ -56,6 +64,20 @@ class ProgressReporter:
         self.written_at = now
 
 
+def store_result(values: dict[str, Any]) -> None:
+    """Write an outcome row; raises if the database cannot take it.
+
+    A task run again keeps one row, holding its latest outcome, except that nothing overwrites a
+    finished task's row: a result, once stored, is final.
+    """
+    row = values | {"task_id": uuid.UUID(values["task_id"])}
+    statement = insert(Result).values(**row)
+    outcome = {name: statement.excluded[name] for name in ("status", "result", "error", "started_at", "ended_at")}
+    final = None if values["status"] == "finished" else Result.status != "finished"
+    db.session.execute(statement.on_conflict_do_update(index_elements=[Result.task_id], set_=outcome, where=final))
+    db.session.commit()
+
+
 def write_result(
     task_id: str,
     task_type: str,
@@ -65,17 +87,24 @@ def write_result(
     error: str | None = None,
     started_at: datetime | None = None,
 ) -> None:
-    """Record a task's outcome; a task run again keeps one row, holding its latest outcome."""
+    """Record a task's outcome; while the database is unreachable, keep it in Redis for the sweeper."""
     values = {
+        "task_id": task_id,
+        "type": task_type,
         "status": status,
         "result": result,
         "error": error,
-        "started_at": started_at,
-        "ended_at": datetime.now(UTC),
+        "started_at": started_at.isoformat() if started_at else None,
+        "ended_at": datetime.now(UTC).isoformat(),
     }
-    statement = insert(Result).values(task_id=uuid.UUID(task_id), type=task_type, **values)
-    db.session.execute(statement.on_conflict_do_update(index_elements=[Result.task_id], set_=values))
-    db.session.commit()
+    try:
+        store_result(values)
+    except (OperationalError, InterfaceError) as fault:
+        db.session.rollback()
+        current_app.extensions["redis"].hset(UNWRITTEN_KEY, task_id, json.dumps(values))
+        log.warning("task %s %s; the database is unreachable (%s), so its outcome waits in Redis", task_id, status,
+                    type(fault).__name__)  # fmt: skip
+        return
     log.info("task %s %s", task_id, status)
 
 
@@ -83,13 +112,18 @@ def retry_transient_faults(func: Callable[..., Any]) -> Callable[..., Any]:
     """Hand a job that hit a transient fault back to RQ to run again, with exponential backoff.
 
     Any other exception is a deterministic failure and propagates at once, as does a transient
-    fault once RETRY_ATTEMPTS retries are spent.
+    fault once RETRY_ATTEMPTS retries are spent. A job interrupted by its worker's shutdown goes
+    back to the front of its queue at once.
     """
 
     @functools.wraps(func)
     def run(task_id: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return func(task_id, *args, **kwargs)
+        except JobHandedBack:
+            db.session.rollback()
+            log.info("task %s handed back to the front of its queue: its worker is shutting down", task_id)
+            return Retry(max=(get_current_job().number_of_retries or 0) + 1, enqueue_at_front=True)
         except TRANSIENT_FAULTS as fault:
             db.session.rollback()
             attempts = current_app.config["RETRY_ATTEMPTS"]

@@ -204,7 +204,7 @@ def test_a_failed_task_requeued_from_the_dashboard_finishes(app: Flask, run_work
     run_worker(app)
     client = app.test_client()
     assert client.get(f"/multiply/{task_id}").json["status"] == "failed"
-    assert client.post(f"/rq/job/{task_id}/requeue", headers=AUTH).status_code == 200
+    assert client.post(f"/rq/job/{task_id}/requeue", headers=AUTH | {"Origin": "http://localhost"}).status_code == 200
     run_worker(app)
     assert client.get(f"/multiply/{task_id}").json == {"task_id": task_id, "status": "finished", "result": 42.0}
     assert app.extensions["queues"]["default"].failed_job_registry.count == 0

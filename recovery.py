@@ -1,0 +1,122 @@
+"""Recovery: what crashed workers, a Redis that lost its data and database outages leave behind.
+
+Every worker runs a Watchman thread. Every few seconds it marks its worker alive (a Redis key with a
+short TTL naming the task it runs) and, one worker at a time (a Redis lock), sweeps:
+- jobs left `started` by a worker that is no longer alive go back to the front of their queue;
+- accepted tasks (rows in `tasks` without a result) whose job has been missing from Redis for a whole
+  liveness period, and that no live worker runs, are queued again under the same id;
+- outcomes that jobs kept in Redis while the database was unreachable are written to Postgres.
+A task is never queued again while a live worker runs it; if one runs twice all the same (a worker cut
+off from Redis longer than the liveness period), its row is still one.
+
+Imports core, tasks and lifecycle.
+"""
+
+import json
+import logging
+import threading
+import time
+import uuid
+
+from flask import Flask
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+import lifecycle
+from core import QUEUE_NAMES, Result, Task, db
+from tasks import UNWRITTEN_KEY, store_result
+
+log = logging.getLogger(__name__)
+ALIVE_PREFIX = "longjobs:alive:"
+SWEEP_LOCK = "longjobs:sweep-lock"
+
+
+class Watchman(threading.Thread):
+    """Keeps its worker's liveness mark fresh and, in turn with the other workers, sweeps up."""
+
+    def __init__(self, app: Flask, worker: Worker) -> None:
+        super().__init__(name="watchman", daemon=True)
+        self.app, self.worker = app, worker
+        self.redis = app.extensions["redis"]
+        self.liveness = app.config["WORKER_LIVENESS_SECONDS"]
+        self.interval = self.liveness / 4
+        self.running_task = ""  # set by the worker around each job
+        self.missing_since: dict[uuid.UUID, float] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.beat()
+                if self.redis.set(SWEEP_LOCK, self.worker.name, nx=True, px=int(self.interval * 900)):
+                    with self.app.app_context():
+                        self.sweep()
+            except (RedisError, SQLAlchemyError) as fault:
+                log.warning("recovery sweep skipped: %s: %s", type(fault).__name__, fault)
+            if self.stopped.wait(self.interval):
+                return
+
+    def beat(self) -> None:
+        """Mark the worker alive, naming its task; register it again if Redis lost its record."""
+        self.redis.set(f"{ALIVE_PREFIX}{self.worker.name}", self.running_task, ex=self.liveness)
+        if self.worker.get_state() != "starting" and not self.redis.exists(self.worker.key):
+            self.worker.register_birth()
+
+    def sweep(self) -> None:
+        self.write_unwritten_outcomes()
+        alive = {
+            key.decode().removeprefix(ALIVE_PREFIX): (value or b"").decode()
+            for key, value in zip(*self._alive_marks(), strict=True)
+        }
+        self.requeue_orphans(alive)
+        self.requeue_lost(set(alive.values()))
+
+    def _alive_marks(self) -> tuple[list[bytes], list[bytes | None]]:
+        keys = list(self.redis.scan_iter(f"{ALIVE_PREFIX}*"))
+        return keys, (self.redis.mget(keys) if keys else [])
+
+    def write_unwritten_outcomes(self) -> None:
+        for task_id, values in self.redis.hgetall(UNWRITTEN_KEY).items():
+            store_result(json.loads(values))
+            self.redis.hdel(UNWRITTEN_KEY, task_id)
+            log.info("task %s: outcome kept while the database was down is now written", task_id.decode())
+
+    def requeue_orphans(self, alive: dict[str, str]) -> None:
+        """Queue again the jobs that workers no longer alive left started."""
+        queues = self.app.extensions["queues"]
+        for name in QUEUE_NAMES:
+            registry = queues[name].started_job_registry
+            for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+                try:
+                    job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+                except NoSuchJobError:
+                    job = None
+                if job is not None and (job.worker_name in alive or job_id in alive.values()):
+                    continue
+                self.redis.zrem(registry.key, f"{job_id}:{execution_id}")
+                if job is None or db.session.get(Result, uuid.UUID(job_id)) is not None:
+                    continue  # nothing left to run, or it ended and only the bookkeeping was lost
+                queues[name].enqueue_job(job, at_front=True)
+                log.warning("task %s: its worker %s is gone; queued again", job_id, job.worker_name)
+
+    def requeue_lost(self, running: set[str]) -> None:
+        """Queue again accepted tasks whose job Redis lost, once it has been missing for a liveness period."""
+        unfinished = select(Task).outerjoin(Result, Result.task_id == Task.task_id).where(Result.task_id.is_(None))
+        tasks = db.session.scalars(unfinished).all()
+        with self.redis.pipeline(transaction=False) as pipeline:
+            for task in tasks:
+                pipeline.exists(Job.key_for(str(task.task_id)))
+            present = pipeline.execute()
+        now = time.monotonic()
+        missing = {task.task_id: task for task, there in zip(tasks, present, strict=True) if not there}
+        self.missing_since = {task_id: self.missing_since.get(task_id, now) for task_id in missing}
+        for task_id, since in list(self.missing_since.items()):
+            if now - since >= self.liveness and str(task_id) not in running:
+                lifecycle.enqueue(lifecycle.TASK_TYPES[missing[task_id].type], missing[task_id])
+                del self.missing_since[task_id]
+                log.warning("task %s: its job was lost from Redis; queued again", task_id)
