@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 # .env is for honcho; without this the flask CLI prints a tip about python-dotenv on every run.
 export FLASK_SKIP_DOTENV := 1
 
-.PHONY: run test lint
+.PHONY: run test lint chaos
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -38,3 +38,7 @@ lint: $(VENV)/installed
 
 test: lint
 	python -m pytest
+
+# The fault-injection suite alone (make test runs it too), printing the recovery times it measures.
+chaos: $(VENV)/installed
+	python -m pytest -m chaos -s

@@ -20,6 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
+from rq.job import requeue_job
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -47,6 +49,7 @@ from schemas import (
     ListQuery,
     MultiplyOutcome,
     MultiplyRequest,
+    PendingOrUnknown,
     SimulationOutcome,
     SimulationRequest,
     SubmitHeaders,
@@ -139,7 +142,7 @@ def answer_poll(task_type: TaskType, task_id: uuid.UUID, outcome: type[MultiplyO
     )
 
 
-POLL_RESPONSES = {404: TaskPending, 503: ErrorBody}
+POLL_RESPONSES = {404: PendingOrUnknown, 503: ErrorBody}
 
 
 @api.post("/multiply", summary="Queue a multiplication", responses={202: TaskAccepted, **SUBMIT_ERRORS})
@@ -299,6 +302,21 @@ def share_redis_with_dashboard() -> None:
     current_app.redis_conn = current_app.extensions["redis"]
 
 
+def requeue_failed_job(job_id: str) -> dict:
+    """rq-dashboard's requeue button, on the JSON serializer (its own saves the job back with pickle)."""
+    requeue_job(job_id, connection=current_app.extensions["redis"], serializer=JSONSerializer)
+    return {"status": "OK"}
+
+
+def requeue_all_failed_jobs(queue_name: str) -> dict:
+    """rq-dashboard's "requeue all", on the JSON serializer."""
+    registry = FailedJobRegistry(queue_name, connection=current_app.extensions["redis"], serializer=JSONSerializer)
+    job_ids = registry.get_job_ids(cleanup=False)
+    for job_id in job_ids:
+        registry.requeue(job_id)
+    return {"status": "OK", "count": len(job_ids)}
+
+
 def mount_dashboard(app: Flask) -> None:
     """Serve rq-dashboard under /rq on our Redis client and serializer, behind basic auth."""
     rq_dashboard.web.config.serializer = JSONSerializer
@@ -307,6 +325,8 @@ def mount_dashboard(app: Flask) -> None:
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
     # Runs after the blueprint's own before_request, which set a client of its own.
     app.before_request_funcs.setdefault(rq_dashboard.blueprint.name, []).append(share_redis_with_dashboard)
+    app.view_functions["rq_dashboard.requeue_job_view"] = requeue_failed_job
+    app.view_functions["rq_dashboard.requeue_all"] = requeue_all_failed_jobs
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:

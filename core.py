@@ -27,10 +27,10 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 QUEUE_NAMES = ("high", "default", "low")  # the order workers serve them in
 MAX_BODY_BYTES = 65_536
 # With Redis gone or silent, a request must answer 503 within a few seconds, not hang: at most
-# two tries of one second to connect and three to answer. (RQ's worker widens the read timeout
-# for its own blocking pops.)
+# two tries of one second to connect and two to answer (about 4 s). RQ's worker widens the read
+# timeout for its own blocking pops.
 REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
-REDIS_SOCKET_TIMEOUT_SECONDS = 3.0
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1)
 
 

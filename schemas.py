@@ -12,9 +12,11 @@ from uuid import UUID
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    RootModel,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -36,13 +38,25 @@ class InvalidRequest(ValueError):
     """A request body that does not follow its schema; the message says why, for a person."""
 
 
+def _exact_magnitude(value: Any) -> Any:
+    # An integer just past 10**150 would round to 1e150 as a float: compare it as the integer it is.
+    if type(value) is int and abs(value) > 10**150:
+        raise PydanticCustomError("out_of_range", "magnitude must be at most 1e+150")
+    return value
+
+
+Operand = Annotated[
+    float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False), BeforeValidator(_exact_magnitude)
+]
+
+
 class MultiplyRequest(BaseModel):
     """The body of POST /multiply."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    x: Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
-    y: Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+    x: Operand
+    y: Operand
     delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS, allow_inf_nan=False)] = 0.0
 
 
@@ -128,6 +142,10 @@ class TaskPending(BaseModel):
     task_id: UUID
     status: Status
     progress: Progress
+
+
+class PendingOrUnknown(RootModel[TaskPending | ErrorBody]):
+    """A result URL's 404: the task is known but not done (status, progress), or unknown (error)."""
 
 
 class MultiplyOutcome(BaseModel):
@@ -236,8 +254,6 @@ def _describe(error: Any, where: str) -> str:
         return f"'{field}' must be {bound} {ctx.get('le', ctx.get('ge')):g}"
     if kind == "string_pattern_mismatch":
         return f"'{field}' must match {ctx['pattern']}"
-    if kind == "float_type" and type(error["input"]) is int:  # too large to be a float
-        return f"'{field}' is out of range"
     if kind in ("float_type", "int_type"):
         expected = "a number" if kind == "float_type" else "an integer"
         return f"'{field}' must be {expected}, not {json.dumps(error['input'])[:40]}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
 from rq.job import Job
@@ -60,7 +61,10 @@ class ProgressReporter:
         if now - self.written_at < PROGRESS_INTERVAL_SECONDS:
             return
         self.job.meta["progress"] = {"percent": self.percent, "message": message}
-        self.job.save_meta()
+        try:
+            self.job.save_meta()
+        except RedisError:  # progress is for show: a job does not fail for want of it
+            return
         self.written_at = now
 
 

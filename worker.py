@@ -103,13 +103,14 @@ def main() -> None:
     backoff = 1
     stop = threading.Event()
     while True:
-        worker = build_worker(app)
         started = time.monotonic()
+        worker = None
         try:
+            worker = build_worker(app)
             worker.work(with_scheduler=True)  # the scheduler runs retries once their backoff is over
         except RedisError as fault:
             log.error("worker stopped: Redis is unreachable (%s)", fault)
-        if worker.stop_signalled:
+        if worker is not None and worker.stop_signalled:
             return
         backoff = 1 if time.monotonic() - started > 60 else min(backoff * 2, MAX_RESTART_BACKOFF_SECONDS)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

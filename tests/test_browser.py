@@ -15,6 +15,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import DASHBOARD_PASSWORD, free_port, service_env, start_process, stop_process, wait_for
 from tests.test_dashboard import basic
+from tests.test_lifecycle import submit_failing
 
 pytestmark = [
     pytest.mark.slow,
@@ -89,3 +90,19 @@ def test_the_docs_page_shows_the_endpoints(web: str, browser: webdriver.Chrome) 
     WebDriverWait(browser, 20).until(
         expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "body"), "initial_infected")
     )
+
+
+def test_the_dashboards_own_requeue_button_works(app: Flask, run_worker, web: str, browser: webdriver.Chrome) -> None:
+    task_id = submit_failing(app, failures=1, fault="data")
+    run_worker(app)
+    failed = app.extensions["queues"]["default"].failed_job_registry
+    assert task_id in failed
+
+    log_in(browser, basic("admin", DASHBOARD_PASSWORD))
+    browser.get(f"{web}/rq/0/view/job/{task_id}")
+    button = WebDriverWait(browser, 20).until(
+        expected_conditions.visibility_of_element_located((By.ID, "requeue-job-btn"))
+    )
+    button.click()
+    wait_for(lambda: task_id not in failed, 20, "the dashboard's requeue to take effect")
+    assert app.extensions["queues"]["default"].count == 1

@@ -1,6 +1,7 @@
 """The task lifecycle: task views, progress, priorities, retries, dead letters, cancel and stop."""
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -205,6 +206,7 @@ def test_a_failed_task_requeued_from_the_dashboard_finishes(app: Flask, run_work
     client = app.test_client()
     assert client.get(f"/multiply/{task_id}").json["status"] == "failed"
     assert client.post(f"/rq/job/{task_id}/requeue", headers=AUTH | {"Origin": "http://localhost"}).status_code == 200
+    assert json.loads(app.extensions["redis"].hget(f"rq:job:{task_id}", "meta")) == {"type": "multiply"}  # not pickle
     run_worker(app)
     assert client.get(f"/multiply/{task_id}").json == {"task_id": task_id, "status": "finished", "result": 42.0}
     assert app.extensions["queues"]["default"].failed_job_registry.count == 0
