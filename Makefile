@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 # .env is for honcho; without this the flask CLI prints a tip about python-dotenv on every run.
 export FLASK_SKIP_DOTENV := 1
 
-.PHONY: run test lint chaos
+.PHONY: run test lint chaos bench
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -42,3 +42,8 @@ test: lint
 # The fault-injection suite alone (make test runs it too), printing the recovery times it measures.
 chaos: $(VENV)/installed
 	python -m pytest -m chaos -s
+
+# Speed and memory against baselines measured in the same run; writes bench/results.md. Needs wrk.
+bench: $(VENV)/installed
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	python -m bench.run

@@ -1,0 +1,55 @@
+"""The baselines the service is measured against: bare Flask endpoints under the same gunicorn settings
+doing the same database and Redis work, and a one-row job for a plain RQ SimpleWorker.
+
+gunicorn serves `bench.baseline:create_app()`; `rq worker -w rq.SimpleWorker` runs `bench.baseline.insert_row`.
+"""
+
+import os
+import uuid
+
+import psycopg2
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import text
+
+from core import database_url
+
+db = SQLAlchemy()
+
+
+def create_app() -> Flask:
+    """Bare endpoints: a durable submit (one INSERT, one enqueue) and a poll (one primary-key SELECT)."""
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(os.environ["DATABASE_URL"])
+    db.init_app(app)
+    queue = Queue("baseline", connection=Redis.from_url(os.environ["REDIS_URL"]), serializer=JSONSerializer)
+
+    @app.post("/submit")
+    def submit() -> tuple[dict, int]:
+        task_id = str(uuid.uuid4())
+        db.session.execute(text("INSERT INTO bench_tasks (task_id) VALUES (:id)"), {"id": task_id})
+        db.session.commit()
+        queue.enqueue("bench.baseline.insert_row", task_id, job_id=task_id)
+        return {"task_id": task_id}, 202
+
+    @app.get("/poll/<task_id>")
+    def poll(task_id: str) -> dict:
+        row = db.session.execute(text("SELECT result FROM results WHERE task_id = :id"), {"id": task_id}).first()
+        return {"task_id": task_id, "result": row[0] if row else None}
+
+    return app
+
+
+_connection = None
+
+
+def insert_row(task_id: str) -> None:
+    """The same one-row job as the service's, for a plain RQ SimpleWorker: one INSERT, one commit."""
+    global _connection
+    if _connection is None:
+        _connection = psycopg2.connect(os.environ["DATABASE_URL"])
+    with _connection, _connection.cursor() as cursor:
+        cursor.execute("INSERT INTO bench_rows (task_id) VALUES (%s) ON CONFLICT (task_id) DO NOTHING", (task_id,))

@@ -1,0 +1,289 @@
+"""`make bench`: the service's speed and memory against baselines measured in the same run.
+
+Starts `web` and `worker` as the Procfile does, on a database (`longjobs_bench`) and Redis database
+(13) of their own, loads them over loopback with wrk, and prints a markdown table (also written to
+bench/results.md): medians over BENCH_RUNS runs (default 3) with min and max, and each figure's ratio to
+its baseline: bare Flask endpoints under the same gunicorn settings doing the same database and Redis
+work, and a plain RQ SimpleWorker running the same one-row job.
+"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2
+import requests
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DATABASE = os.environ.get("BENCH_DATABASE_URL", "postgresql://localhost/longjobs_bench")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://localhost:6379/13")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "2000"))
+SOAK_JOBS = int(os.environ.get("BENCH_SOAK_JOBS", "10000"))
+LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "5"))
+BASELINE_WORKER = ["rq", "worker", "-w", "rq.SimpleWorker", "-q", "--serializer", "rq.serializers.JSONSerializer",
+                   "-u", REDIS, "baseline"]  # fmt: skip
+ENV = os.environ | {
+    "PATH": f"{BIN}:{os.environ['PATH']}",
+    "DATABASE_URL": DATABASE,
+    "REDIS_URL": REDIS,
+    "RQ_DASHBOARD_PASSWORD": "bench",
+    "MAX_QUEUE_DEPTH": "1000000",  # the bench fills queues on purpose
+    "WEB_CONCURRENCY": "2",
+}
+
+
+def sql(statement: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(DATABASE)
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        conn.close()
+
+
+def prepare_database() -> None:
+    name = DATABASE.rsplit("/", 1)[1]
+    admin = psycopg2.connect(DATABASE.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    subprocess.run(["flask", "db", "upgrade"], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    sql("CREATE TABLE bench_tasks (task_id uuid PRIMARY KEY, enqueued_at timestamptz DEFAULT now())")
+    sql("CREATE TABLE bench_rows (task_id uuid PRIMARY KEY, created_at timestamptz DEFAULT clock_timestamp())")
+
+
+def reset() -> None:
+    Redis.from_url(REDIS).flushdb()
+    sql("TRUNCATE results, tasks, idempotency_keys, bench_tasks, bench_rows")
+
+
+def start(command: list[str], **env: str) -> subprocess.Popen:
+    log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)
+    return subprocess.Popen(command, cwd=ROOT, env=ENV | env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+
+
+def wait(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bench waited too long")
+        time.sleep(0.01)
+
+
+def serve(app: str, port: int) -> subprocess.Popen:
+    process = start(["gunicorn", app], PORT=str(port))
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/nowhere", timeout=2).status_code == 404
+        except requests.RequestException:
+            return False
+
+    wait(up)
+    return process
+
+
+def wrk(url: str, method: str = "GET", body: str = "") -> float:
+    """Requests per second answered 2xx over LOAD_SECONDS, from 16 connections on 2 threads."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(f'wrk.method = "{method}"\nwrk.body = \'{body}\'\nwrk.headers["Content-Type"] = "application/json"\n')
+    script.close()
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{LOAD_SECONDS}s", "-s", script.name, url],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    expected_4xx = "/multiply/" in url or "/poll/" in url  # the pending poll answers 404 by design
+    if errors and not expected_4xx:
+        raise RuntimeError(f"wrk saw {errors[1]} errors on {url}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[1]) / 1024
+
+
+def worker_pid(process: subprocess.Popen) -> int:
+    return process.pid  # `bash -c exec` is not used here: the process is the worker itself
+
+
+def fill_service_queue(jobs: int) -> None:
+    """Accept `jobs` multiplications the way POST does (a tasks row, then the job), from this process."""
+    from app import create_app
+    from lifecycle import TASK_TYPES, submit
+    from schemas import MultiplyRequest
+
+    app = create_app(ENV)
+    with app.app_context():
+        for n in range(jobs):
+            submit(TASK_TYPES["multiply"], MultiplyRequest(x=n, y=2))
+
+
+def fill_baseline_queue(jobs: int) -> None:
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    queue = Queue("baseline", connection=Redis.from_url(REDIS), serializer=JSONSerializer)
+    with queue.connection.pipeline() as pipeline:
+        for _ in range(jobs):
+            task_id = str(uuid.uuid4())
+            queue.enqueue("bench.baseline.insert_row", task_id, job_id=task_id, pipeline=pipeline)
+        pipeline.execute()
+
+
+def row_times(table: str, column: str) -> list[datetime]:
+    return [row[0] for row in sql(f"SELECT {column} FROM {table} ORDER BY {column}")]
+
+
+def drain(service: bool, jobs: int, workers: int = 2) -> dict:
+    """Jobs per second from the first row to the last, with queue pre-filled; worker CPU and memory."""
+    reset()
+    (fill_service_queue if service else fill_baseline_queue)(jobs)
+    table, column = ("results", "ended_at") if service else ("bench_rows", "created_at")
+    command = ["python", "worker.py"] if service else BASELINE_WORKER
+    processes = [start(command) for _ in range(workers)]
+    wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0] >= jobs, timeout=600)
+    cpu = sum(cpu_seconds(worker_pid(process)) for process in processes)
+    rss = [rss_mb(worker_pid(process)) for process in processes]
+    for process in processes:
+        stop(process)
+    times = row_times(table, column)
+    return {"rate": (len(times) - 1) / (times[-1] - times[0]).total_seconds(), "cpu_ms": 1000 * cpu / jobs,
+            "rss": max(rss)}  # fmt: skip
+
+
+def latency(samples: int = 200) -> list[float]:
+    """Milliseconds from POST to the row, one task at a time, with an idle worker."""
+    reset()
+    worker = start(["python", "worker.py"])
+    time.sleep(3)
+    port = int(ENV["BENCH_PORT"])
+    conn = psycopg2.connect(DATABASE)
+    conn.autocommit = True
+    found: list[float] = []
+    with conn.cursor() as cursor:
+        for n in range(samples):
+            started = time.perf_counter()
+            task_id = requests.post(f"http://127.0.0.1:{port}/multiply", json={"x": n, "y": 2}, timeout=10).json()[
+                "task_id"
+            ]
+            while True:
+                cursor.execute("SELECT 1 FROM results WHERE task_id = %s", (task_id,))
+                if cursor.fetchone():
+                    break
+                time.sleep(0.0005)
+            found.append(1000 * (time.perf_counter() - started))
+    conn.close()
+    stop(worker)
+    return found
+
+
+def soak(jobs: int) -> tuple[float, float]:
+    """One worker's resident memory after a tenth of `jobs` and after all of them."""
+    reset()
+    fill_service_queue(jobs)
+    worker = start(["python", "worker.py"])
+    wait(lambda: sql("SELECT count(*) FROM results")[0][0] >= jobs // 10, timeout=600)
+    early = rss_mb(worker.pid)
+    wait(lambda: sql("SELECT count(*) FROM results")[0][0] >= jobs, timeout=1200)
+    late = rss_mb(worker.pid)
+    stop(worker)
+    return early, late
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def main() -> None:
+    prepare_database()
+    web_port, base_port = 5191, 5192
+    ENV["BENCH_PORT"] = str(web_port)
+    web = serve("app:create_app()", web_port)
+    baseline = serve("bench.baseline:create_app()", base_port)
+    figures: dict[str, tuple[list[float], list[float]]] = {}
+    try:
+        body = '{"x": 2, "y": 3}'
+        submit = ([], [])
+        for _ in range(RUNS):
+            reset()
+            submit[0].append(wrk(f"http://127.0.0.1:{web_port}/multiply", "POST", body))
+            reset()
+            submit[1].append(wrk(f"http://127.0.0.1:{base_port}/submit", "POST", body))
+        figures["submit, POST /multiply (req/s)"] = submit
+
+        reset()
+        done = requests.post(f"http://127.0.0.1:{web_port}/multiply", data=body, timeout=10).json()["task_id"]
+        finish = "INSERT INTO results (task_id, type, status, result, ended_at) VALUES (%s, 'multiply', 'finished', '6', now())"
+        sql(finish, (done,))
+        pending = requests.post(f"http://127.0.0.1:{web_port}/multiply", data=body, timeout=10).json()["task_id"]
+        for label, task_id in (("finished", done), ("pending", pending)):
+            ours = [wrk(f"http://127.0.0.1:{web_port}/multiply/{task_id}") for _ in range(RUNS)]
+            bare = [wrk(f"http://127.0.0.1:{base_port}/poll/{task_id}") for _ in range(RUNS)]
+            figures[f"poll, GET of a {label} task (req/s)"] = (ours, bare)
+    finally:
+        stop(web)
+        stop(baseline)
+
+    ours_drain = [drain(True, DRAIN_JOBS) for _ in range(RUNS)]
+    bare_drain = [drain(False, DRAIN_JOBS) for _ in range(RUNS)]
+    figures[f"drain, {DRAIN_JOBS} one-row jobs, 2 workers (jobs/s)"] = (
+        [d["rate"] for d in ours_drain], [d["rate"] for d in bare_drain])  # fmt: skip
+    figures["worker CPU per job (ms)"] = ([d["cpu_ms"] for d in ours_drain], [d["cpu_ms"] for d in bare_drain])
+    figures["worker resident memory (MB)"] = ([d["rss"] for d in ours_drain], [d["rss"] for d in bare_drain])
+
+    web = serve("app:create_app()", web_port)
+    try:
+        lat = latency()
+    finally:
+        stop(web)
+    early, late = soak(SOAK_JOBS)
+
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; medians of {RUNS} runs (min–max).",
+        "",
+        "| figure | longjobs | baseline | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, (ours, bare) in figures.items():
+        ratio = statistics.median(ours) / statistics.median(bare)
+        lines.append(f"| {name} | {spread(ours)} | {spread(bare)} | {ratio:.2f} |")
+    lat.sort()
+    lines.append(f"| latency POST → row, idle worker (ms) | p50 {statistics.median(lat):.1f}, "
+                 f"p99 {lat[int(len(lat) * 0.99) - 1]:.1f} | | |")  # fmt: skip
+    lines.append(
+        f"| one worker's memory after {SOAK_JOBS // 10:,} and {SOAK_JOBS:,} jobs (MB) | {early:.1f} → {late:.1f} | | |"
+    )
+    table = "\n".join(lines)
+    print(table)
+    (ROOT / "bench" / "results.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
