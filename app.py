@@ -57,7 +57,6 @@ from schemas import (
     TaskAccepted,
     TaskList,
     TaskPath,
-    TaskPending,
     TaskView,
     describe_errors,
     parse_json,
@@ -134,9 +133,8 @@ def answer_poll(task_type: TaskType, task_id: uuid.UUID, outcome: type[MultiplyO
     if isinstance(found, Result):
         body = outcome(task_id=task_id, status=found.status, result=found.result, error=found.error)
         return body.model_dump(mode="json", exclude_none=True)
-    pending = TaskPending(task_id=task_id, status=found.status, progress=found.progress)
     return (
-        pending.model_dump(mode="json"),
+        found.model_dump(mode="json"),
         404,
         {"Retry-After": POLL_AGAIN_SECONDS, "Cache-Control": "no-store"},
     )

@@ -27,7 +27,7 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailab
 
 import tasks
 from core import IdempotencyKey, Result, Task, db
-from schemas import TERMINAL_STATUSES, ListQuery, MultiplyRequest, Progress, SimulationRequest, TaskView
+from schemas import TERMINAL_STATUSES, ListQuery, MultiplyRequest, Progress, SimulationRequest, TaskPending, TaskView
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)
@@ -106,7 +106,8 @@ def submit(task_type: TaskType, params: BaseModel, priority: str = "default", ke
         log.info("task %s requested again with its idempotency key", earlier)
         return earlier
     task = Task(task_id=task_id, type=task_type.name, priority=priority, params=params.model_dump(mode="json"))
-    db.session.add(task)
+    # A Core INSERT: the ORM's unit of work cost a fifth of a POST for one row.
+    db.session.execute(insert(Task).values(task_id=task.task_id, type=task.type, priority=priority, params=task.params))
     db.session.commit()
     try:
         enqueue(task_type, task)
@@ -174,18 +175,23 @@ def find(task_id: uuid.UUID) -> TaskView:
     return describe(task, result, job)
 
 
-def poll(task_type: TaskType, task_id: uuid.UUID) -> Result | TaskView:
-    """The result row of a task of this type once it has one, else where the task is; 404 if unknown."""
+def poll(task_type: TaskType, task_id: uuid.UUID) -> Result | TaskPending:
+    """The result row of a task of this type once it has one, else where the task is; 404 if unknown.
+
+    The hot path of every polling client: one primary-key SELECT, then two fields of the job's hash.
+    """
     result = db.session.get(Result, task_id)
     if result is not None and result.type == task_type.name:
         return result
     if result is None:
-        job = _fetch_jobs([task_id]).get(task_id)
-        if job is not None and job.meta.get("type") == task_type.name:
-            return describe(None, None, job)
+        status, meta = _redis().hmget(Job.key_for(str(task_id)), "status", "meta")
+        meta = JSONSerializer.loads(meta) if meta else {}
+        if status is not None and meta.get("type") == task_type.name:
+            progress = Progress(**meta["progress"]) if "progress" in meta else PENDING
+            return TaskPending(task_id=task_id, status=status.decode(), progress=progress)
         task = db.session.get(Task, task_id)
         if task is not None and task.type == task_type.name:
-            return describe(task, None, job)
+            return TaskPending(task_id=task_id, status="queued", progress=PENDING)  # its job is not in Redis
     raise NotFound(f"no {task_type.name} task has the id {task_id}")
 
 
