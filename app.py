@@ -1,7 +1,7 @@
 """The HTTP API, its OpenAPI document and docs, its JSON errors, the dashboard mount, and create_app():
 the one place that knows every part.
 
-Imports core, schemas, tasks, lifecycle and cli. gunicorn serves `app:create_app()`; the flask CLI finds
+Imports core, schemas, lifecycle and cli. gunicorn serves `app:create_app()`; the flask CLI finds
 create_app itself.
 """
 

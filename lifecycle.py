@@ -1,7 +1,7 @@
 """What can happen to a task: accept it, poll it, describe it, list it, cancel it.
 
-Shared by the HTTP API (app.py) and the operator CLI (cli.py). Imports core, schemas and tasks. Its
-errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
+Shared by the HTTP API (app.py), the operator CLI (cli.py) and recovery.py. Imports core, schemas and
+tasks. Its errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
 """
 
 import base64
@@ -31,8 +31,8 @@ from schemas import TERMINAL_STATUSES, ListQuery, MultiplyRequest, Progress, Sim
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)
-RETRY_FULL_QUEUE_SECONDS = 30
 DONE = Progress(percent=100, message="done")
+RETRY_FULL_QUEUE_SECONDS = 30
 
 
 @dataclass(frozen=True)
