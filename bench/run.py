@@ -7,6 +7,7 @@ its baseline: bare Flask endpoints under the same gunicorn settings doing the sa
 work, and a plain RQ SimpleWorker running the same one-row job.
 """
 
+import logging
 import os
 import re
 import statistics
@@ -140,6 +141,7 @@ def fill_service_queue(jobs: int) -> None:
     from schemas import MultiplyRequest
 
     app = create_app(ENV)
+    logging.getLogger("lifecycle").setLevel(logging.WARNING)  # not a line per task on the bench's output
     with app.app_context():
         for n in range(jobs):
             submit(TASK_TYPES["multiply"], MultiplyRequest(x=n, y=2))
