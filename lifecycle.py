@@ -133,12 +133,11 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _progress(status: str, job: Job | None) -> Progress:
+def _progress(status: str, meta: dict) -> Progress:
+    """A task's progress from its status and its job's meta (empty when there is no job)."""
     if status == "finished":
         return DONE
-    if job is not None and "progress" in job.meta:
-        return Progress(**job.meta["progress"])
-    return PENDING
+    return Progress(**meta["progress"]) if "progress" in meta else PENDING
 
 
 def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskView:
@@ -157,7 +156,7 @@ def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskV
         type=name,
         priority=task.priority if task else job.origin if job else "default",
         status=status,
-        progress=_progress(status, job),
+        progress=_progress(status, job.meta if job else {}),
         enqueued_at=task.enqueued_at if task else _aware(job.enqueued_at) if job else None,
         started_at=result.started_at if result else _aware(job.started_at) if job else None,
         ended_at=result.ended_at if result else None,
@@ -166,13 +165,18 @@ def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskV
     )
 
 
-def find(task_id: uuid.UUID) -> TaskView:
-    """Describe one task; 404 if it was never accepted."""
+def _lookup(task_id: uuid.UUID) -> tuple[Task | None, Result | None, Job | None]:
+    """A task's rows and, unless it finished, its job; 404 if it was never accepted."""
     task, result = db.session.get(Task, task_id), db.session.get(Result, task_id)
     job = _fetch_jobs([task_id]).get(task_id) if result is None or result.status != "finished" else None
     if task is None and result is None and job is None:
         raise NotFound(f"no task has the id {task_id}")
-    return describe(task, result, job)
+    return task, result, job
+
+
+def find(task_id: uuid.UUID) -> TaskView:
+    """Describe one task; 404 if it was never accepted."""
+    return describe(*_lookup(task_id))
 
 
 def poll(task_type: TaskType, task_id: uuid.UUID) -> Result | TaskPending:
@@ -187,8 +191,8 @@ def poll(task_type: TaskType, task_id: uuid.UUID) -> Result | TaskPending:
         status, meta = _redis().hmget(Job.key_for(str(task_id)), "status", "meta")
         meta = JSONSerializer.loads(meta) if meta else {}
         if status is not None and meta.get("type") == task_type.name:
-            progress = Progress(**meta["progress"]) if "progress" in meta else PENDING
-            return TaskPending(task_id=task_id, status=status.decode(), progress=progress)
+            status = status.decode()
+            return TaskPending(task_id=task_id, status=status, progress=_progress(status, meta))
         task = db.session.get(Task, task_id)
         if task is not None and task.type == task_type.name:
             return TaskPending(task_id=task_id, status="queued", progress=PENDING)  # its job is not in Redis
@@ -243,10 +247,10 @@ def list_tasks(query: ListQuery) -> tuple[list[TaskView], str | None]:
 
 def cancel(task_id: uuid.UUID) -> TaskView:
     """Cancel a task that has not started, or ask the worker running it to stop it; 409 once it ended."""
-    view = find(task_id)
+    task, result, job = _lookup(task_id)
+    view = describe(task, result, job)
     if view.status in TERMINAL_STATUSES:
         raise Conflict(f"task {task_id} has already ended: it is {view.status}")
-    job = _fetch_jobs([task_id]).get(task_id)
     if job is not None and job.get_status() == JobStatus.STARTED:
         send_stop_job_command(_redis(), job.id, serializer=JSONSerializer)
         log.info("task %s: asked its worker to stop it", task_id)

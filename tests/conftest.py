@@ -16,6 +16,7 @@ from pathlib import Path
 import flask_migrate
 import psycopg2
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
@@ -168,6 +169,25 @@ def start_process(process: str, log: Path, **env: str) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@pytest.fixture
+def web(app: Flask, tmp_path: Path) -> Iterator[str]:
+    """The Procfile's `web` on a free port, once it answers; yields its base URL."""
+    port = free_port()
+    process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env())
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, (tmp_path / "web.log").read_text()
+        try:
+            return requests.get(f"{base}/multiply/x", timeout=5).status_code == 404
+        except requests.RequestException:  # not listening yet, or still booting its workers
+            return False
+
+    wait_for(answers, 30, "web to listen")
+    yield base
+    stop_process(process)
 
 
 @pytest.fixture

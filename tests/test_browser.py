@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import DASHBOARD_PASSWORD, free_port, service_env, start_process, stop_process, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, wait_for
 from tests.test_dashboard import basic
 from tests.test_lifecycle import submit_failing
 
@@ -24,23 +24,6 @@ pytestmark = [
         reason="needs Debian's chromium and chromium-driver (bash .ci/run installs them)",
     ),
 ]
-
-
-@pytest.fixture
-def web(app: Flask, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env())
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return requests.get(f"{base}/health", timeout=5).ok
-        except requests.RequestException:
-            return False
-
-    wait_for(answers, 30, "web to listen")
-    yield base
-    stop_process(process)
 
 
 @pytest.fixture

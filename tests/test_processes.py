@@ -2,7 +2,6 @@
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -13,12 +12,10 @@ from sqlalchemy import make_url
 from tests.conftest import (
     DASHBOARD_PASSWORD,
     TEST_DATABASE_URL,
-    free_port,
     procfile_command,
     recreate_database,
     service_env,
     start_process,
-    stop_process,
     wait_for,
 )
 
@@ -43,25 +40,6 @@ def test_release_migrates_an_empty_database_and_is_safe_to_run_again(tmp_path: P
         cur.execute("SELECT count(*) FROM results")
         assert cur.fetchone() == (0,)
     conn.close()
-
-
-@pytest.fixture
-def web(app, tmp_path: Path) -> Iterator[str]:
-    """The `web` process on a free port; yields its base URL."""
-    port = free_port()
-    process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env())
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert process.poll() is None, (tmp_path / "web.log").read_text()
-        try:
-            return requests.get(f"{base}/multiply/x", timeout=5).status_code == 404
-        except requests.RequestException:  # not listening yet, or still booting its workers
-            return False
-
-    wait_for(answers, 30, "web to listen")
-    yield base
-    stop_process(process)
 
 
 def poll(base: str, task_id: str, status: int = 200, timeout: float = 30) -> dict:
