@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core import Result, db
@@ -68,17 +68,22 @@ class ProgressReporter:
         self.written_at = now
 
 
-def store_result(values: dict[str, Any]) -> None:
-    """Write an outcome row; raises if the database cannot take it.
-
-    A task run again keeps one row, holding its latest outcome, except that nothing overwrites a
-    finished task's row: a result, once stored, is final.
-    """
-    row = values | {"task_id": uuid.UUID(values["task_id"])}
-    statement = insert(Result).values(**row)
+def _upsert(where: Any) -> Insert:
+    statement = insert(Result.__table__)  # a Core statement, made once: no ORM bookkeeping per row
     outcome = {name: statement.excluded[name] for name in ("status", "result", "error", "started_at", "ended_at")}
-    final = None if values["status"] == "finished" else Result.status != "finished"
-    db.session.execute(statement.on_conflict_do_update(index_elements=[Result.task_id], set_=outcome, where=final))
+    return statement.on_conflict_do_update(index_elements=["task_id"], set_=outcome, where=where)
+
+
+# A task run again keeps one row, holding its latest outcome, except that nothing overwrites a finished
+# task's row: a result, once stored, is final.
+STORE_FINISHED = _upsert(None)
+STORE_UNLESS_FINISHED = _upsert(Result.__table__.c.status != "finished")
+
+
+def store_result(values: dict[str, Any]) -> None:
+    """Write an outcome row (see STORE_FINISHED); raises if the database cannot take it."""
+    statement = STORE_FINISHED if values["status"] == "finished" else STORE_UNLESS_FINISHED
+    db.session.execute(statement, values | {"task_id": uuid.UUID(values["task_id"])})
     db.session.commit()
 
 
