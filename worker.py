@@ -12,13 +12,17 @@ import threading
 import time
 import uuid
 from types import FrameType
+from typing import Any
 
 from flask import Flask
+from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now, utcformat
@@ -35,15 +39,17 @@ SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
 # Take a job and mark it started, in one round trip: the state RQ's worker writes in its two preparation
 # pipelines (job, execution, started registry, worker), written the same way. It takes the job named in
-# ARGV (its queue is KEYS[1]) or else the first job of the first non-empty queue in KEYS (priority order),
-# skipping ids whose job is gone as RQ does, and takes nothing while workers are suspended (`rq suspend`).
+# ARGV, already popped from its queue KEYS[1], or else pops the first job of the first non-empty queue in
+# KEYS (priority order), skipping ids whose job is gone as RQ does; it pops nothing while workers are
+# suspended (`rq suspend`).
 TAKE_JOB = """
 local job_prefix, worker_key, worker, execution, stamp, now, suspended, given = unpack(ARGV)
-if redis.call('EXISTS', suspended) == 1 then return nil end
 local queue, id, job_key
 if given ~= '' then
   queue, id, job_key = KEYS[1], given, job_prefix .. given
   if redis.call('EXISTS', job_key) == 0 then return nil end
+elseif redis.call('EXISTS', suspended) == 1 then
+  return nil
 else
   for _, key in ipairs(KEYS) do
     while not id do
@@ -66,7 +72,8 @@ redis.call('ZADD', 'rq:executions:' .. id, at + ttl + 60, execution)
 redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
 local origin = redis.call('HGET', job_key, 'origin')
 redis.call('ZADD', 'rq:wip:' .. origin, at + ttl, id .. ':' .. execution)
-redis.call('HSET', worker_key, 'state', 'busy', 'current_job', id, 'current_job_working_time', 0, 'last_heartbeat', stamp)
+redis.call('HSET', worker_key, 'state', 'busy', 'current_job', id, 'current_job_working_time', 0,
+           'last_heartbeat', stamp)
 redis.call('EXPIRE', worker_key, ttl)
 redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
 return {queue, id, redis.call('HGETALL', job_key)}
@@ -109,7 +116,7 @@ class AppWorker(SimpleWorker):
             super().check_for_suspension(burst)
             self._suspension_checked_at = time.monotonic()
 
-    def _take(self, connection, queue: Queue | None = None, job_id: str = "") -> None:
+    def _take(self, connection: Redis | Pipeline, queue: Queue | None = None, job_id: str = "") -> Any:
         """Run TAKE_JOB on a connection or pipeline; `_taken` reads its reply."""
         self._execution_id, self._took_at = uuid.uuid4().hex, now()
         keys = [queue.key] if queue else list(self._queue_by_key)
@@ -170,16 +177,22 @@ class AppWorker(SimpleWorker):
         with self.connection.pipeline() as pipeline:
             self.increment_successful_job_count(pipeline=pipeline)
             self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
-            job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name, execution_id=self.execution.id,
-                                execution_started_at=self.execution.created_at, execution_ended_at=job.ended_at)  # fmt: skip
+            if result_ttl != 0:  # Job._handle_success, writing the two fields that changed, not the whole hash
+                pipeline.hset(job.key, mapping={"status": JobStatus.FINISHED, "ended_at": utcformat(job.ended_at)})
+                execution = self.execution
+                Result.create(job, Result.Type.SUCCESSFUL, result_ttl, return_value=job._result, worker_name=self.name,
+                              pipeline=pipeline, execution_id=execution.id, execution_started_at=execution.created_at,
+                              execution_ended_at=job.ended_at)  # fmt: skip
+                job.finished_job_registry.add(job, result_ttl, pipeline)
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipeline)
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             self.heartbeat(pipeline=pipeline)
-            if not self._stop_requested:
+            take = not self._stop_requested
+            if take:
                 self._take(pipeline)
             replies = pipeline.execute()
-        if not self._stop_requested:
+        if take:
             self.taken = self._taken(replies[-1])
 
     def _give_back(self, job: Job, queue: Queue) -> None:

@@ -1,7 +1,9 @@
 """The baselines the service is measured against: bare Flask endpoints under the same gunicorn settings
-doing the same database and Redis work, and a one-row job for a plain RQ SimpleWorker.
+doing the same database and Redis work, a one-row job for a plain RQ SimpleWorker, and the hand-written
+limit: a loop popping task ids off a Redis list and committing one row each.
 
-gunicorn serves `bench.baseline:create_app()`; `rq worker -w rq.SimpleWorker` runs `bench.baseline.insert_row`.
+gunicorn serves `bench.baseline:create_app()`; `rq worker -w rq.SimpleWorker` runs `bench.baseline.insert_row`;
+`python -m bench.baseline` runs the hand-written loop.
 """
 
 import os
@@ -12,6 +14,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import text
 
@@ -37,8 +40,12 @@ def create_app() -> Flask:
 
     @app.get("/poll/<task_id>")
     def poll(task_id: str) -> dict:
+        """One primary-key SELECT; for a task with no row yet, its job's status and meta, as a pending poll needs."""
         row = db.session.execute(text("SELECT result FROM results WHERE task_id = :id"), {"id": task_id}).first()
-        return {"task_id": task_id, "result": row[0] if row else None}
+        if row is not None:
+            return {"task_id": task_id, "result": row[0]}
+        status, _ = queue.connection.hmget(Job.key_for(task_id), "status", "meta")
+        return {"task_id": task_id, "status": status.decode() if status else None}
 
     return app
 
@@ -53,3 +60,19 @@ def insert_row(task_id: str) -> None:
         _connection = psycopg2.connect(os.environ["DATABASE_URL"])
     with _connection, _connection.cursor() as cursor:
         cursor.execute("INSERT INTO bench_rows (task_id) VALUES (%s) ON CONFLICT (task_id) DO NOTHING", (task_id,))
+
+
+HANDWRITTEN_QUEUE = "bench:handwritten"
+
+
+def handwritten_loop() -> None:
+    """The hand-written limit: BRPOP a task id, INSERT its row, commit; until the list stays empty for a second."""
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    connection = psycopg2.connect(os.environ["DATABASE_URL"])
+    while (item := redis.brpop(HANDWRITTEN_QUEUE, timeout=1)) is not None:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_rows (task_id) VALUES (%s)", (item[1].decode(),))
+
+
+if __name__ == "__main__":
+    handwritten_loop()

@@ -1,0 +1,87 @@
+"""The worker's own take-and-finish protocol (worker.TAKE_JOB) leaves the state RQ's readers expect."""
+
+import time
+import uuid
+
+from flask import Flask
+from flask.testing import FlaskClient
+from rq import Worker
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from rq.suspension import resume, suspend
+
+from core import Result, db
+from tests.conftest import wait_for
+from worker import build_worker
+
+
+def submit(client: FlaskClient, **body: object) -> str:
+    response = client.post("/multiply", json=body)
+    assert response.status_code == 202, response.json
+    return response.json["task_id"]
+
+
+def fetch(app: Flask, task_id: str) -> Job:
+    return Job.fetch(task_id, connection=app.extensions["redis"], serializer=JSONSerializer)
+
+
+def has_row(app: Flask, task_id: str) -> bool:
+    with app.app_context():
+        return db.session.get(Result, uuid.UUID(task_id)) is not None
+
+
+def test_a_running_and_a_finished_job_read_as_rq_writes_them(app: Flask, client: FlaskClient, worker_process) -> None:
+    redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
+    task_id = submit(client, x=6, y=7, delay=1.5)
+    wait_for(lambda: fetch(app, task_id).get_status() == JobStatus.STARTED, 20, "the job to start")
+
+    [worker] = Worker.all(connection=redis)
+    job = fetch(app, task_id)
+    assert (worker.get_state(), worker.get_current_job_id()) == ("busy", task_id)
+    assert job.worker_name == worker.name and job.started_at is not None
+    [(started_id, execution_id)] = queue.started_job_registry.get_job_and_execution_ids()
+    assert started_id == task_id
+    execution = Execution.fetch(execution_id, task_id, connection=redis)
+    assert execution.worker_name == worker.name
+
+    wait_for(lambda: fetch(app, task_id).get_status() == JobStatus.FINISHED, 20, "the job to finish")
+    job = fetch(app, task_id)
+    assert job.return_value() == 42 and job.ended_at >= job.started_at
+    assert queue.finished_job_registry.get_job_ids() == [task_id]
+    assert queue.started_job_registry.get_job_ids() == []
+    assert not redis.exists(execution.key)
+    assert 0 < redis.ttl(job.key) <= app.config["RESULT_TTL"]
+    worker.refresh()
+    assert (worker.get_state(), worker.get_current_job_id(), worker.successful_job_count) == ("idle", None, 1)
+
+
+def test_a_job_taken_as_the_worker_stops_goes_back_to_the_front(app: Flask, client: FlaskClient, run_worker) -> None:
+    queue = app.extensions["queues"]["default"]
+    first, second = submit(client, x=1, y=2), submit(client, x=3, y=4)
+    # Finishing the first job takes the second; the worker then stops, as it would on SIGTERM.
+    build_worker(app).work(burst=True, max_jobs=1, logging_level="WARNING")
+
+    assert has_row(app, first) and not has_row(app, second)
+    assert fetch(app, second).get_status() == JobStatus.QUEUED
+    assert queue.get_job_ids() == [second]
+    assert queue.started_job_registry.get_job_ids() == []
+    assert app.extensions["redis"].keys(f"rq:execution:{second}:*") == []
+
+    run_worker(app)
+    assert client.get(f"/multiply/{second}").json == {"task_id": second, "status": "finished", "result": 12}
+
+
+def test_suspended_workers_take_no_new_job(app: Flask, client: FlaskClient, worker_process) -> None:
+    redis = app.extensions["redis"]
+    running = submit(client, x=1, y=1, delay=1)
+    wait_for(lambda: fetch(app, running).get_status() == JobStatus.STARTED, 20, "the first job to start")
+    suspend(redis)
+    try:
+        waiting = submit(client, x=2, y=2)
+        wait_for(lambda: has_row(app, running), 20, "the running job to finish")
+        time.sleep(2)  # a worker that took it (finishing a job takes the next one) would have run it by now
+        assert fetch(app, waiting).get_status() == JobStatus.QUEUED and not has_row(app, waiting)
+    finally:
+        resume(redis)
+    wait_for(lambda: has_row(app, waiting), 20, "the waiting job to run once workers resume")
