@@ -238,7 +238,8 @@ def soak(jobs: int) -> tuple[float, float]:
 
 
 def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+    digits = 2 if statistics.median(values) < 10 else 0  # CPU milliseconds need the decimals
+    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
 
 
 def main() -> None:
