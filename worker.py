@@ -156,9 +156,9 @@ class AppWorker(SimpleWorker):
                 return taken
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job. The worker stays busy, locally too, until its next dequeue finds every queue empty:
+        a SIGTERM between jobs is then RQ's warm shutdown, never an exception amid a round trip."""
         self.perform_job(job, queue)
-        if self.taken is None:
-            self.set_state(WorkerStatus.IDLE)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """TAKE_JOB did RQ's preparation; a stop asked for before the job began ends it here."""
@@ -186,7 +186,6 @@ class AppWorker(SimpleWorker):
                 job.finished_job_registry.add(job, result_ttl, pipeline)
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipeline)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)
             self.heartbeat(pipeline=pipeline)
             take = not self._stop_requested
             if take:

@@ -1,18 +1,22 @@
 """The worker's own take-and-finish protocol (worker.TAKE_JOB) leaves the state RQ's readers expect."""
 
+import signal
 import time
 import uuid
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Worker
-from rq.executions import Execution
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
+import lifecycle
 from core import Result, db
-from tests.conftest import wait_for
+from schemas import MultiplyRequest
+from tests.conftest import service_env, start_process, stop_process, wait_for
 from worker import build_worker
 
 
@@ -52,8 +56,11 @@ def test_a_running_and_a_finished_job_read_as_rq_writes_them(app: Flask, client:
     assert queue.started_job_registry.get_job_ids() == []
     assert not redis.exists(execution.key)
     assert 0 < redis.ttl(job.key) <= app.config["RESULT_TTL"]
+    assert ExecutionRegistry(task_id, connection=redis).get_execution_ids() == []
+    wait_for(lambda: Worker.find_by_key(worker.key, connection=redis).get_state() == "idle", 10, "the worker to idle")
     worker.refresh()
-    assert (worker.get_state(), worker.get_current_job_id(), worker.successful_job_count) == ("idle", None, 1)
+    assert (worker.get_current_job_id(), worker.successful_job_count) == (None, 1)
+    assert worker.total_working_time > 0
 
 
 def test_a_job_taken_as_the_worker_stops_goes_back_to_the_front(app: Flask, client: FlaskClient, run_worker) -> None:
@@ -85,3 +92,31 @@ def test_suspended_workers_take_no_new_job(app: Flask, client: FlaskClient, work
     finally:
         resume(redis)
     wait_for(lambda: has_row(app, waiting), 20, "the waiting job to run once workers resume")
+
+
+def rows(app: Flask) -> int:
+    with app.app_context():
+        return db.session.query(Result).count()
+
+
+def test_sigterm_amid_a_drain_stops_the_worker_and_loses_no_task(app: Flask, run_worker, tmp_path: Path) -> None:
+    queues = app.extensions["queues"]
+    with app.app_context():
+        accepted = [lifecycle.submit(lifecycle.TASK_TYPES["multiply"], MultiplyRequest(x=n, y=2)) for n in range(600)]
+    worker = start_process("worker", tmp_path / "worker.log", **service_env())
+    try:
+        wait_for(lambda: rows(app) >= 50, 30, "the drain to be under way")
+        worker.send_signal(signal.SIGTERM)  # `bash -c exec` made the worker the process itself
+        assert worker.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        stop_process(worker)
+    left = rows(app)
+    assert left < len(accepted), "the worker drained everything before the signal: the test proved nothing"
+    assert sum(queues[name].count for name in queues) == len(accepted) - left  # every other task is queued again
+    assert all(not queues[name].started_job_registry.get_job_ids() for name in queues)
+    assert all(not queues[name].failed_job_registry.get_job_ids() for name in queues)
+
+    run_worker(app)
+    with app.app_context():
+        statuses = db.session.query(Result.status).all()
+    assert sorted(statuses) == [("finished",)] * len(accepted)
