@@ -20,7 +20,7 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, _job_stack
 from rq.registry import StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
@@ -75,9 +75,22 @@ redis.call('ZADD', 'rq:wip:' .. origin, at + ttl, id .. ':' .. execution)
 redis.call('HSET', worker_key, 'state', 'busy', 'current_job', id, 'current_job_working_time', 0,
            'last_heartbeat', stamp)
 redis.call('EXPIRE', worker_key, ttl)
+redis.call('PERSIST', job_key)  -- what Job.perform does first, in a round trip of its own
 redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
 return {queue, id, redis.call('HGETALL', job_key)}
 """
+
+
+class TakenJob(Job):
+    """A job TAKE_JOB took: its key is already persistent, so performing it needs no round trip of its own."""
+
+    def perform(self) -> Any:
+        _job_stack.push(self)  # what get_current_job() reads, as in Job.perform
+        try:
+            self._result = self._execute()
+        finally:
+            _job_stack.pop()
+        return self._result
 
 
 class AppWorker(SimpleWorker):
@@ -128,7 +141,7 @@ class AppWorker(SimpleWorker):
         if reply is None:
             return None
         queue_key, job_id, fields = reply
-        job = Job(job_id.decode(), connection=self.connection, serializer=self.serializer)
+        job = TakenJob(job_id.decode(), connection=self.connection, serializer=self.serializer)
         job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
         self.execution = Execution(self._execution_id, job.id, self.connection, self.name)
         self.execution.created_at = self.execution.last_heartbeat = self._took_at
