@@ -79,6 +79,31 @@ redis.call('PERSIST', job_key)  -- what Job.perform does first, in a round trip 
 redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
 return {queue, id, redis.call('HGETALL', job_key)}
 """
+# A job's success as RQ's worker records it (Worker.handle_job_success): worker counters, the job's status and
+# end, its Result in the job's results stream (fields from ARGV[9] on, as Result.serialize makes them) and
+# the finished registry, both kept `ttl` seconds (0: the job is deleted at once), and the execution cleaned
+# up (execution hash, started and execution registries, the worker's current job).
+FINISH_JOB = """
+local id, execution, worker_key, origin, ttl, ended, working, now = unpack(ARGV, 1, 8)
+local job_key = 'rq:job:' .. id
+ttl = tonumber(ttl)
+redis.call('HINCRBY', worker_key, 'successful_job_count', 1)
+redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', working)
+redis.call('HDEL', worker_key, 'current_job')
+if ttl == 0 then
+  redis.call('DEL', job_key)
+else
+  redis.call('HSET', job_key, 'status', 'finished', 'ended_at', ended)
+  redis.call('EXPIRE', job_key, ttl)
+  local results = 'rq:results:' .. id
+  redis.call('XADD', results, 'MAXLEN', '~', 10, '*', unpack(ARGV, 9))
+  redis.call('EXPIRE', results, ttl)
+  redis.call('ZADD', 'rq:finished:' .. origin, math.floor(tonumber(now)) + ttl, id)
+end
+redis.call('DEL', 'rq:execution:' .. id .. ':' .. execution)
+redis.call('ZREM', 'rq:wip:' .. origin, id .. ':' .. execution)
+redis.call('ZREM', 'rq:executions:' .. id, execution)
+"""
 
 
 class TakenJob(Job):
@@ -182,24 +207,18 @@ class AppWorker(SimpleWorker):
         job.ended_at = now()
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
-        """RQ's bookkeeping of a finished job and, unless the worker is stopping, the next take, in one transaction.
-
-        Our jobs have no dependents, so RQ's watch on them is left out.
-        """
+        """RQ's bookkeeping of a finished job (FINISH_JOB) and, unless the worker is stopping, the next take, in
+        one round trip. Our jobs have no dependents, so RQ's watch on them is left out."""
         result_ttl = job.get_result_ttl(self.default_result_ttl)
-        with self.connection.pipeline() as pipeline:
-            self.increment_successful_job_count(pipeline=pipeline)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
-            if result_ttl != 0:  # Job._handle_success, writing the two fields that changed, not the whole hash
-                pipeline.hset(job.key, mapping={"status": JobStatus.FINISHED, "ended_at": utcformat(job.ended_at)})
-                execution = self.execution
-                Result.create(job, Result.Type.SUCCESSFUL, result_ttl, return_value=job._result, worker_name=self.name,
-                              pipeline=pipeline, execution_id=execution.id, execution_started_at=execution.created_at,
-                              execution_ended_at=job.ended_at)  # fmt: skip
-                job.finished_job_registry.add(job, result_ttl, pipeline)
-            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
-            self.cleanup_execution(job, pipeline=pipeline)
-            self.heartbeat(pipeline=pipeline)
+        result = Result(job.id, Result.Type.SUCCESSFUL, self.connection, return_value=job._result,
+                        worker_name=self.name, serializer=self.serializer, execution_id=self.execution.id,
+                        execution_started_at=self.execution.created_at, execution_ended_at=job.ended_at)  # fmt: skip
+        args = [job.id, self.execution.id, self.key, job.origin, result_ttl, utcformat(job.ended_at),
+                (job.ended_at - job.started_at).total_seconds(), repr(job.ended_at.timestamp())]  # fmt: skip
+        args += [part for field in result.serialize().items() for part in field]
+        with self.connection.pipeline(transaction=False) as pipeline:
+            pipeline.eval(FINISH_JOB, 0, *args)
+            self.execution = None
             take = not self._stop_requested
             if take:
                 self._take(pipeline)
