@@ -1,6 +1,6 @@
 """The RQ worker process: `python worker.py` serves the queues high, default, low in that order.
 
-Imports app (to build it), core, tasks and recovery; nothing of ours imports this module.
+Imports app (to build it), core, lifecycle, tasks and recovery; nothing of ours imports this module.
 It runs jobs in its own process (RQ's SimpleWorker) rather than a forked work horse per job: the
 README's "Architecture" section says why.
 """
@@ -11,14 +11,15 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from types import FrameType
 from typing import Any
 
 from flask import Flask
-from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.command import parse_payload
 from rq.executions import Execution
 from rq.job import Job, JobStatus, _job_stack
 from rq.registry import StartedJobRegistry
@@ -27,7 +28,10 @@ from rq.serializers import JSONSerializer
 from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
+import lifecycle
 from app import create_app
 from core import QUEUE_NAMES
 from recovery import Watchman
@@ -37,59 +41,65 @@ log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_SECONDS = 30
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
-# Take a job and mark it started, in one round trip: the state RQ's worker writes in its two preparation
+MAX_BATCH = 16  # jobs taken in one round trip, at most
+SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
+HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
+RELEASE_CHECK_SECONDS = 0.1
+# Take jobs and mark them started, in one round trip: the state RQ's worker writes in its two preparation
 # pipelines (job, execution, started registry, worker), written the same way. It takes the job named in
-# ARGV, already popped from its queue KEYS[1], or else pops the first job of the first non-empty queue in
-# KEYS (priority order), skipping ids whose job is gone as RQ does; it pops nothing while workers are
-# suspended (`rq suspend`).
-TAKE_JOB = """
-local job_prefix, worker_key, worker, execution, stamp, now, suspended, given = unpack(ARGV)
-local queue, id, job_key
-if given ~= '' then
-  queue, id, job_key = KEYS[1], given, job_prefix .. given
-  if redis.call('EXISTS', job_key) == 0 then return nil end
-elseif redis.call('EXISTS', suspended) == 1 then
-  return nil
-else
-  for _, key in ipairs(KEYS) do
-    while not id do
-      local popped = redis.call('LPOP', key)
-      if not popped then break end
-      if redis.call('EXISTS', job_prefix .. popped) == 1 then queue, id, job_key = key, popped, job_prefix .. popped end
-    end
-    if id then break end
-  end
-  if not id then return nil end
-end
-local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
-local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
-if timeout == -1 then ttl = 420 elseif timeout then ttl = timeout + 60 end
+# ARGV, already popped from its queue KEYS[1], or else pops as many jobs as it is given execution ids
+# (ARGV[8] on), from the first queues in KEYS (priority order) that have them, skipping ids whose job is
+# gone as RQ does; it pops nothing while workers are suspended (`rq suspend`).
+TAKE_JOBS = """
+local job_prefix, worker_key, worker, stamp, now, suspended, given = unpack(ARGV, 1, 7)
+local executions = {unpack(ARGV, 8)}
 local at = math.floor(tonumber(now))
-local execution_key = 'rq:execution:' .. id .. ':' .. execution
-redis.call('HSET', execution_key, 'id', execution, 'created_at', now, 'last_heartbeat', now, 'worker_name', worker)
-redis.call('EXPIRE', execution_key, ttl)
-redis.call('ZADD', 'rq:executions:' .. id, at + ttl + 60, execution)
-redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
-local origin = redis.call('HGET', job_key, 'origin')
-redis.call('ZADD', 'rq:wip:' .. origin, at + ttl, id .. ':' .. execution)
-redis.call('HSET', worker_key, 'state', 'busy', 'current_job', id, 'current_job_working_time', 0,
-           'last_heartbeat', stamp)
-redis.call('EXPIRE', worker_key, ttl)
-redis.call('PERSIST', job_key)  -- what Job.perform does first, in a round trip of its own
-redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
-return {queue, id, redis.call('HGETALL', job_key)}
+local taken, longest = {}, 0
+local function start(queue, id)
+  local job_key, execution = job_prefix .. id, executions[#taken + 1]
+  local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
+  local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
+  if timeout == -1 then ttl = 420 elseif timeout then ttl = timeout + 60 end
+  longest = math.max(longest, ttl)
+  local execution_key = 'rq:execution:' .. id .. ':' .. execution
+  redis.call('HSET', execution_key, 'id', execution, 'created_at', now, 'last_heartbeat', now, 'worker_name', worker)
+  redis.call('EXPIRE', execution_key, ttl)
+  redis.call('ZADD', 'rq:executions:' .. id, at + ttl + 60, execution)
+  redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
+  redis.call('ZADD', 'rq:wip:' .. redis.call('HGET', job_key, 'origin'), at + ttl, id .. ':' .. execution)
+  redis.call('PERSIST', job_key)  -- what Job.perform does first, in a round trip of its own
+  redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
+  table.insert(taken, {queue, id, execution, redis.call('HGETALL', job_key)})
+end
+if given ~= '' then
+  if redis.call('EXISTS', job_prefix .. given) == 1 then start(KEYS[1], given) end
+elseif redis.call('EXISTS', suspended) == 0 then
+  for _, queue in ipairs(KEYS) do
+    while #taken < #executions do
+      local id = redis.call('LPOP', queue)
+      if not id then break end
+      if redis.call('EXISTS', job_prefix .. id) == 1 then start(queue, id) end
+    end
+  end
+end
+if #taken > 0 then
+  redis.call('HSET', worker_key, 'state', 'busy', 'current_job', taken[1][2], 'current_job_working_time', 0,
+             'last_heartbeat', stamp)
+  redis.call('EXPIRE', worker_key, longest)
+end
+return taken
 """
 # A job's success as RQ's worker records it (Worker.handle_job_success): worker counters, the job's status and
 # end, its Result in the job's results stream (fields from ARGV[9] on, as Result.serialize makes them) and
 # the finished registry, both kept `ttl` seconds (0: the job is deleted at once), and the execution cleaned
-# up (execution hash, started and execution registries, the worker's current job).
+# up (execution hash, started and execution registries, the worker's current job if it names this one).
 FINISH_JOB = """
 local id, execution, worker_key, origin, ttl, ended, working, now = unpack(ARGV, 1, 8)
 local job_key = 'rq:job:' .. id
 ttl = tonumber(ttl)
 redis.call('HINCRBY', worker_key, 'successful_job_count', 1)
 redis.call('HINCRBYFLOAT', worker_key, 'total_working_time', working)
-redis.call('HDEL', worker_key, 'current_job')
+if redis.call('HGET', worker_key, 'current_job') == id then redis.call('HDEL', worker_key, 'current_job') end
 if ttl == 0 then
   redis.call('DEL', job_key)
 else
@@ -107,7 +117,7 @@ redis.call('ZREM', 'rq:executions:' .. id, execution)
 
 
 class TakenJob(Job):
-    """A job TAKE_JOB took: its key is already persistent, so performing it needs no round trip of its own."""
+    """A job TAKE_JOBS took: its key is already persistent, so performing it needs no round trip of its own."""
 
     def perform(self) -> Any:
         _job_stack.push(self)  # what get_current_job() reads, as in Job.perform
@@ -118,12 +128,15 @@ class TakenJob(Job):
         return self._result
 
 
+Taken = tuple[TakenJob, Queue, Execution]
+
+
 class AppWorker(SimpleWorker):
     """A worker that runs each job, its callbacks included, inside a fresh app context.
 
-    It takes jobs with fewer round trips than RQ's own loop (TAKE_JOB; a finished job's bookkeeping and
-    the next take share one), hands a job that outlives its shutdown grace back to the queue, stops a job
-    on request, and runs a Watchman (recovery.py) beside it.
+    It takes jobs in batches with RQ's bookkeeping in Lua (TAKE_JOBS, FINISH_JOB; the finishes of a batch
+    and the next take share one round trip), hands a job that outlives its shutdown grace back to the
+    queue, stops a job on request, and runs a Watchman (recovery.py) beside it.
     """
 
     def __init__(self, *args, app: Flask, **kwargs) -> None:
@@ -134,18 +147,35 @@ class AppWorker(SimpleWorker):
         self.handing_back = False
         self.log_result_lifespan = False
         self.burst = False
-        self.taken: tuple[Job, Queue] | None = None  # marked started by the last finish, not yet run
         self._queue_by_key = {queue.key: queue for queue in self.queues}
         self._suspension_checked_at = float("-inf")
+        # The batch, shared with the releaser thread and the stop-job command handler under `_batch_lock`:
+        # jobs taken (marked started) but not begun, and finished jobs whose bookkeeping is not written yet.
+        self._batch_lock = threading.Lock()
+        self._held: deque[Taken] = deque()
+        self._unrecorded: list[list] = []
+        self._batch_size = 1
+        self._slowest_in_batch = 0.0
+        self._running: str | None = None
+        self._running_since = float("inf")
+        self._stopped = threading.Event()
 
     def work(self, *args, **kwargs) -> bool:
         self.burst = kwargs.get("burst", False)
         self.watchman.start()
+        releaser = threading.Thread(target=self._release_held, name="releaser", daemon=True)
+        releaser.start()
         try:
             return super().work(*args, **kwargs)
         finally:
-            if self.taken is not None:
-                self._give_back(*self.taken)
+            self._stopped.set()
+            releaser.join(timeout=5)
+            with self._batch_lock:
+                held, self._held = list(self._held), deque()
+            try:
+                self._round_trip(give_back=held)
+            except RedisError as fault:  # the watchmen queue them again once this worker is gone
+                log.warning("could not give back the jobs taken but not begun: %s", fault)
             self.watchman.stopped.set()
             self.watchman.join(timeout=30)
 
@@ -154,52 +184,122 @@ class AppWorker(SimpleWorker):
             super().check_for_suspension(burst)
             self._suspension_checked_at = time.monotonic()
 
-    def _take(self, connection: Redis | Pipeline, queue: Queue | None = None, job_id: str = "") -> Any:
-        """Run TAKE_JOB on a connection or pipeline; `_taken` reads its reply."""
-        self._execution_id, self._took_at = uuid.uuid4().hex, now()
-        keys = [queue.key] if queue else list(self._queue_by_key)
-        args = [Job.redis_job_namespace_prefix, self.key, self.name, self._execution_id, utcformat(self._took_at),
-                repr(self._took_at.timestamp()), WORKERS_SUSPENDED, job_id]  # fmt: skip
-        return connection.eval(TAKE_JOB, len(keys), *keys, *args)
+    def get_current_job_id(self, pipeline: Pipeline | None = None) -> str | None:
+        """The job running now (the worker's hash names the first job of its batch)."""
+        return self._running
 
-    def _taken(self, reply: list | None) -> tuple[Job, Queue] | None:
-        if reply is None:
-            return None
-        queue_key, job_id, fields = reply
-        job = TakenJob(job_id.decode(), connection=self.connection, serializer=self.serializer)
-        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
-        self.execution = Execution(self._execution_id, job.id, self.connection, self.name)
-        self.execution.created_at = self.execution.last_heartbeat = self._took_at
-        self._state = WorkerStatus.BUSY
-        return job, self._queue_by_key[queue_key.decode()]
+    def _round_trip(self, take: int = 0, given: tuple[Queue, str] | None = None, give_back: list[Taken] = ()) -> None:
+        """Write the batch's unrecorded finishes, give jobs back to their queues and take new ones, at once."""
+        with self._batch_lock:
+            unrecorded, self._unrecorded = self._unrecorded, []
+        if not (unrecorded or take or given or give_back):
+            return
+        try:
+            with self.connection.pipeline(transaction=False) as pipeline:
+                for args in unrecorded:
+                    pipeline.eval(FINISH_JOB, 0, *args)
+                for job, queue, execution in reversed(give_back):
+                    execution.delete(job, pipeline)
+                    job.set_status(JobStatus.QUEUED, pipeline=pipeline)
+                    queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
+                if take or given:
+                    self._take(pipeline, take, given)
+                replies = pipeline.execute()
+        except BaseException:
+            with self._batch_lock:
+                self._unrecorded[:0] = unrecorded
+            raise
+        for job, _, _ in give_back:
+            log.info("task %s: back at the front of its queue (taken by worker %s, not begun)", job.id, self.name)
+        if take or given:
+            self._hold(replies[-1])
+
+    def _take(self, pipeline: Pipeline, count: int, given: tuple[Queue, str] | None) -> None:
+        self._took_at = now()
+        keys = [given[0].key] if given else list(self._queue_by_key)
+        executions = [uuid.uuid4().hex for _ in range(1 if given else count)]
+        args = [Job.redis_job_namespace_prefix, self.key, self.name, utcformat(self._took_at),
+                repr(self._took_at.timestamp()), WORKERS_SUSPENDED, given[1] if given else ""]  # fmt: skip
+        pipeline.eval(TAKE_JOBS, len(keys), *keys, *args, *executions)
+
+    def _hold(self, reply: list) -> None:
+        held = deque()
+        for queue_key, job_id, execution_id, fields in reply:
+            job = TakenJob(job_id.decode(), connection=self.connection, serializer=self.serializer)
+            job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+            execution = Execution(execution_id.decode(), job.id, self.connection, self.name)
+            execution.created_at = execution.last_heartbeat = self._took_at
+            held.append((job, self._queue_by_key[queue_key.decode()], execution))
+        if held:
+            self._state = WorkerStatus.BUSY
+        with self._batch_lock:
+            self._held = held
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        """The job the last finish took, or one taken now; only when every queue is empty, block as RQ does."""
-        if self.taken is not None:
-            taken, self.taken = self.taken, None
-            return taken
+        """The next job of the batch, or a new batch; only when every queue is empty, block as RQ does."""
         while True:
-            taken = self._taken(self._take(self.connection))
-            if taken is not None:
+            if taken := self._begin():
+                return taken
+            self._round_trip(take=self._batch_size)
+            if taken := self._begin():
                 return taken
             self._suspension_checked_at = float("-inf")
             self.check_for_suspension(self.burst)
             popped = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             if popped is None:
                 return None
-            taken = self._taken(self._take(self.connection, popped[1], popped[0].id))
-            if taken is not None:
-                return taken
+            self._round_trip(given=(popped[1], popped[0].id))
+
+    def _begin(self) -> tuple[Job, Queue] | None:
+        with self._batch_lock:
+            if not self._held:
+                return None
+            job, queue, self.execution = self._held.popleft()
+            self._running, self._running_since = job.id, time.monotonic()
+        return job, queue
+
+    def _release_held(self) -> None:
+        """Releaser thread: give the held jobs back once the running job has run HOLD_SECONDS, for other workers."""
+        while not self._stopped.wait(RELEASE_CHECK_SECONDS):
+            with self._batch_lock:
+                if not self._held or time.monotonic() - self._running_since < HOLD_SECONDS:
+                    continue
+                held, self._held, self._batch_size = list(self._held), deque(), 1
+            try:
+                self._round_trip(give_back=held)
+            except RedisError as fault:  # the worker's own loop meets the fault too; the sweep recovers the jobs
+                log.warning("could not give back the jobs held behind a long one: %s", fault)
+
+    def handle_payload(self, message: dict) -> None:
+        """A stop for a job taken but not begun cancels it (its row says so); the running job's goes to RQ."""
+        payload = parse_payload(message)
+        if payload.get("command") == "stop-job":
+            with self._batch_lock:
+                held = [taken for taken in self._held if taken[0].id == payload.get("job_id")]
+                for taken in held:
+                    self._held.remove(taken)
+            if held:
+                try:
+                    self._round_trip(give_back=held)
+                    with self.app.app_context():
+                        lifecycle.cancel(uuid.UUID(payload["job_id"]))
+                except (RedisError, SQLAlchemyError, HTTPException) as fault:
+                    log.warning("task %s: could not cancel it: %s", payload["job_id"], fault)
+                return
+        super().handle_payload(message)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job. The worker stays busy, locally too, until its next dequeue finds every queue empty:
         a SIGTERM between jobs is then RQ's warm shutdown, never an exception amid a round trip."""
-        self.perform_job(job, queue)
+        try:
+            self.perform_job(job, queue)
+        finally:
+            self._running, self._running_since = None, float("inf")
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """TAKE_JOB did RQ's preparation; a stop asked for before the job began ends it here."""
+        """TAKE_JOBS did RQ's preparation; a stop asked for before the job began ends it here."""
         if self._stopped_job_id == job.id:
             raise JobStopped(f"task {job.id} stopped on request")
 
@@ -207,36 +307,26 @@ class AppWorker(SimpleWorker):
         job.ended_at = now()
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
-        """RQ's bookkeeping of a finished job (FINISH_JOB) and, unless the worker is stopping, the next take, in
-        one round trip. Our jobs have no dependents, so RQ's watch on them is left out."""
-        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        """Keep the job's bookkeeping (FINISH_JOB) for the batch's round trip; our jobs have no dependents, so
+        RQ's watch on them is left out. The last job of a batch makes the round trip, taking the next one."""
         result = Result(job.id, Result.Type.SUCCESSFUL, self.connection, return_value=job._result,
                         worker_name=self.name, serializer=self.serializer, execution_id=self.execution.id,
                         execution_started_at=self.execution.created_at, execution_ended_at=job.ended_at)  # fmt: skip
-        args = [job.id, self.execution.id, self.key, job.origin, result_ttl, utcformat(job.ended_at),
-                (job.ended_at - job.started_at).total_seconds(), repr(job.ended_at.timestamp())]  # fmt: skip
+        took = (job.ended_at - job.started_at).total_seconds()
+        args = [job.id, self.execution.id, self.key, job.origin, job.get_result_ttl(self.default_result_ttl),
+                utcformat(job.ended_at), took, repr(job.ended_at.timestamp())]  # fmt: skip
         args += [part for field in result.serialize().items() for part in field]
-        with self.connection.pipeline(transaction=False) as pipeline:
-            pipeline.eval(FINISH_JOB, 0, *args)
-            self.execution = None
-            take = not self._stop_requested
-            if take:
-                self._take(pipeline)
-            replies = pipeline.execute()
-        if take:
-            self.taken = self._taken(replies[-1])
+        self.execution = None
+        self._slowest_in_batch = max(self._slowest_in_batch, took)
+        with self._batch_lock:
+            self._unrecorded.append(args)
+            if self._held:
+                return
+        quick = self._slowest_in_batch < SHORT_JOB_SECONDS
+        self._batch_size, self._slowest_in_batch = min(self._batch_size * 2, MAX_BATCH) if quick else 1, 0.0
+        self._round_trip(take=0 if self._stop_requested else self._batch_size)
 
-    def _give_back(self, job: Job, queue: Queue) -> None:
-        """Put a taken job that did not run back at the front of its queue."""
-        self.taken = None
-        with self.connection.pipeline() as pipeline:
-            self.cleanup_execution(job, pipeline=pipeline)
-            job.set_status(JobStatus.QUEUED, pipeline=pipeline)
-            queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
-            pipeline.execute()
-        log.info("task %s: back at the front of its queue, as this worker stops", job.id)
-
-    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         recent = self.last_heartbeat and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_SECONDS
         if pipeline is None and timeout is None and recent:
             return

@@ -1,8 +1,10 @@
 """The worker's own take-and-finish protocol (worker.TAKE_JOB) leaves the state RQ's readers expect."""
 
 import signal
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -120,3 +122,50 @@ def test_sigterm_amid_a_drain_stops_the_worker_and_loses_no_task(app: Flask, run
     with app.app_context():
         statuses = db.session.query(Result.status).all()
     assert sorted(statuses) == [("finished",)] * len(accepted)
+
+
+def watch_while_working(app: Flask, look: Callable[[], object]) -> object:
+    """Run a burst worker that starts with a batch of 8, calling `look` in another thread once a job runs."""
+    queue, seen = app.extensions["queues"]["default"], []
+
+    def watch() -> None:
+        wait_for(lambda: queue.started_job_registry.get_job_ids(), 10, "a job to start")
+        seen.append(look())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    worker = build_worker(app)
+    worker._batch_size = 8  # as after a run of quick jobs
+    worker.work(burst=True, logging_level="WARNING")
+    watcher.join()
+    return seen[0]
+
+
+def test_jobs_held_behind_a_long_one_go_back_to_their_queue(app: Flask, client: FlaskClient) -> None:
+    queue = app.extensions["queues"]["default"]
+    long_one = submit(client, x=1, y=1, delay=2)
+    quick = [submit(client, x=n, y=2) for n in range(5)]
+
+    def soon_after_the_long_one_began() -> tuple[list[str], list[str]]:
+        time.sleep(1)
+        return queue.started_job_registry.get_job_ids(), queue.get_job_ids()
+
+    started, queued = watch_while_working(app, soon_after_the_long_one_began)
+    assert (started, queued) == ([long_one], quick)  # taken in one batch, given back while it ran
+    assert all(has_row(app, task_id) for task_id in [long_one, *quick])
+
+
+def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: FlaskClient) -> None:
+    running, held = submit(client, x=1, y=1, delay=1), submit(client, x=2, y=2)
+
+    def stop_the_held_one() -> int:
+        assert fetch(app, held).get_status() == JobStatus.STARTED  # taken with the running one
+        return app.test_client().delete(f"/tasks/{held}").status_code
+
+    assert watch_while_working(app, stop_the_held_one) == 202
+    assert client.get(f"/multiply/{held}").json == {
+        "task_id": held,
+        "status": "canceled",
+        "error": "canceled on request before it started",
+    }
+    assert client.get(f"/multiply/{running}").json["status"] == "finished"
