@@ -261,10 +261,12 @@ class AppWorker(SimpleWorker):
         return job, queue
 
     def _release_held(self) -> None:
-        """Releaser thread: give the held jobs back once the running job has run HOLD_SECONDS, for other workers."""
+        """Releaser thread: once the running job has run HOLD_SECONDS, give the held jobs back, for other workers,
+        and record the batch's finished jobs."""
         while not self._stopped.wait(RELEASE_CHECK_SECONDS):
             with self._batch_lock:
-                if not self._held or time.monotonic() - self._running_since < HOLD_SECONDS:
+                waiting = self._held or self._unrecorded
+                if not waiting or time.monotonic() - self._running_since < HOLD_SECONDS:
                     continue
                 held, self._held, self._batch_size = list(self._held), deque(), 1
             try:

@@ -155,6 +155,18 @@ def test_jobs_held_behind_a_long_one_go_back_to_their_queue(app: Flask, client: 
     assert all(has_row(app, task_id) for task_id in [long_one, *quick])
 
 
+def test_a_job_finished_before_a_long_one_is_recorded_while_it_runs(app: Flask, client: FlaskClient) -> None:
+    queue = app.extensions["queues"]["default"]
+    first, long_one = submit(client, x=1, y=1), submit(client, x=1, y=1, delay=2)
+
+    def soon_after_the_long_one_began() -> tuple[str, list[str]]:
+        wait_for(lambda: has_row(app, first), 10, "the first job to end")
+        time.sleep(1)
+        return fetch(app, first).get_status(), queue.started_job_registry.get_job_ids()
+
+    assert watch_while_working(app, soon_after_the_long_one_began) == (JobStatus.FINISHED, [long_one])
+
+
 def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: FlaskClient) -> None:
     running, held = submit(client, x=1, y=1, delay=1), submit(client, x=2, y=2)
 
