@@ -184,6 +184,7 @@ def drain(who: str, jobs: int, workers: int = 2) -> dict:
     reset()
     fill, command, table, column = DRAINS[who]
     fill(jobs)
+    started = datetime.now(UTC)
     processes = [start(command) for _ in range(workers)]
     # CPU is counted from the first row on, so that start-up (imports, connections) is left out.
     done_before = wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0], timeout=60)
@@ -195,6 +196,7 @@ def drain(who: str, jobs: int, workers: int = 2) -> dict:
         stop(process)
     times = row_times(table, column)
     return {"rate": (len(times) - 1) / (times[-1] - times[0]).total_seconds(),
+            "from_start": len(times) / (times[-1] - started).total_seconds(),
             "cpu_ms": 1000 * cpu / (jobs - done_before), "rss": max(rss)}  # fmt: skip
 
 
@@ -274,11 +276,12 @@ def main() -> None:
     ours_drain = [drain("service", DRAIN_JOBS) for _ in range(RUNS)]
     bare_drain = [drain("SimpleWorker", DRAIN_JOBS) for _ in range(RUNS)]
     loop_drain = [drain("hand-written", DRAIN_JOBS) for _ in range(RUNS)]
-    ours_rates = [d["rate"] for d in ours_drain]
-    figures[f"drain, {DRAIN_JOBS} one-row jobs, 2 workers (jobs/s), against RQ SimpleWorker"] = (
-        ours_rates, [d["rate"] for d in bare_drain])  # fmt: skip
-    figures["drain (jobs/s), against the hand-written loop (BRPOP + one commit per job)"] = (
-        ours_rates, [d["rate"] for d in loop_drain])  # fmt: skip
+    for counted, key in (("first row to last", "rate"), ("worker start to last row", "from_start")):
+        ours = [d[key] for d in ours_drain]
+        figures[f"drain, {DRAIN_JOBS} one-row jobs, 2 workers, {counted} (jobs/s), against RQ SimpleWorker"] = (
+            ours, [d[key] for d in bare_drain])  # fmt: skip
+        figures[f"drain, {counted} (jobs/s), against the hand-written loop (BRPOP + one commit per job)"] = (
+            ours, [d[key] for d in loop_drain])  # fmt: skip
     figures["worker CPU per job (ms)"] = ([d["cpu_ms"] for d in ours_drain], [d["cpu_ms"] for d in bare_drain])
     figures["worker resident memory (MB)"] = ([d["rss"] for d in ours_drain], [d["rss"] for d in bare_drain])
 
