@@ -83,7 +83,11 @@ STORE_UNLESS_FINISHED = _upsert(Result.__table__.c.status != "finished")
 def store_result(values: dict[str, Any]) -> None:
     """Write an outcome row (see STORE_FINISHED); raises if the database cannot take it."""
     statement = STORE_FINISHED if values["status"] == "finished" else STORE_UNLESS_FINISHED
-    db.session.execute(statement, values | {"task_id": uuid.UUID(values["task_id"])})
+    params = values | {"task_id": uuid.UUID(values["task_id"])}
+    if db.session().in_transaction():
+        db.session.execute(statement, params)
+    else:  # one statement needs no transaction around it: autocommit spares the BEGIN and COMMIT round trips
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"}).execute(statement, params)
     db.session.commit()
 
 
