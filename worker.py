@@ -370,6 +370,13 @@ class AppWorker(SimpleWorker):
             raise JobHandedBack("the worker is shutting down")
 
 
+class WithoutJobOk(logging.Filter):
+    """Drops RQ's "Job OK" line: tasks.write_result logs every task's outcome already, one line per task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(isinstance(arg, str) and "Job OK" in arg for arg in record.args or ())
+
+
 def build_worker(app: Flask) -> AppWorker:
     """A worker on the app's Redis and queues, highest priority first."""
     queues = app.extensions["queues"]
@@ -384,6 +391,7 @@ def build_worker(app: Flask) -> AppWorker:
 def main() -> None:
     """Run a worker until SIGTERM or Ctrl-C; start it again, with backoff, when a Redis fault stops it."""
     app = create_app()
+    logging.getLogger("rq.worker").addFilter(WithoutJobOk())
     backoff = 1
     stop = threading.Event()
     while True:

@@ -50,7 +50,7 @@ def poll(base: str, task_id: str, status: int = 200, timeout: float = 30) -> dic
     return wait_for(answered, timeout, f"{task_id} to answer {status}")
 
 
-def test_web_and_worker_serve_the_cycle(web: str, worker_process) -> None:
+def test_web_and_worker_serve_the_cycle(web: str, worker_process, tmp_path: Path) -> None:
     response = requests.post(f"{web}/multiply", data='{"x": 6, "y": 7, "delay": 0.5}', timeout=5)
     assert response.status_code == 202
     task_id = response.json()["task_id"]
@@ -59,6 +59,9 @@ def test_web_and_worker_serve_the_cycle(web: str, worker_process) -> None:
     assert pending.status_code == 404
     assert pending.json()["status"] in ("queued", "started")
     assert poll(web, task_id) == {"task_id": task_id, "status": "finished", "result": 42.0}
+    log = tmp_path / "worker.log"  # one line per task outcome: RQ's "Job OK" is left out
+    wait_for(lambda: f"task {task_id} finished" in log.read_text(), 10, "the task's line in the worker's log")
+    assert "Job OK" not in log.read_text()
 
 
 def test_web_refuses_large_bodies_chunked_or_not(web: str) -> None:
