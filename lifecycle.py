@@ -94,6 +94,9 @@ def enqueue(task_type: TaskType, task: Task) -> None:
     )
 
 
+INSERT_TASK = insert(Task.__table__)
+
+
 def submit(task_type: TaskType, params: BaseModel, priority: str = "default", key: str | None = None) -> uuid.UUID:
     """Accept a task: record it in Postgres, then queue it. A repeated idempotency key gives the first task."""
     if current_app.extensions["queues"][priority].count >= current_app.config["MAX_QUEUE_DEPTH"]:
@@ -106,8 +109,10 @@ def submit(task_type: TaskType, params: BaseModel, priority: str = "default", ke
         log.info("task %s requested again with its idempotency key", earlier)
         return earlier
     task = Task(task_id=task_id, type=task_type.name, priority=priority, params=params.model_dump(mode="json"))
-    # A Core INSERT: the ORM's unit of work cost a fifth of a POST for one row.
-    db.session.execute(insert(Task).values(task_id=task.task_id, type=task.type, priority=priority, params=task.params))
+    # A Core INSERT made once: the ORM's unit of work cost a fifth of a POST for one row, building the
+    # statement and its ORM bulk-insert path a tenth more.
+    db.session.execute(INSERT_TASK, {"task_id": task_id, "type": task.type, "priority": priority,
+                                     "params": task.params})  # fmt: skip
     db.session.commit()
     try:
         enqueue(task_type, task)
