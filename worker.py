@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -188,7 +189,9 @@ class AppWorker(SimpleWorker):
         """The job running now (the worker's hash names the first job of its batch)."""
         return self._running
 
-    def _round_trip(self, take: int = 0, given: tuple[Queue, str] | None = None, give_back: list[Taken] = ()) -> None:
+    def _round_trip(
+        self, take: int = 0, given: tuple[Queue, str] | None = None, give_back: Sequence[Taken] = ()
+    ) -> None:
         """Write the batch's unrecorded finishes, give jobs back to their queues and take new ones, at once."""
         with self._batch_lock:
             unrecorded, self._unrecorded = self._unrecorded, []
