@@ -26,7 +26,6 @@ from rq.job import Job, JobStatus, _job_stack
 from rq.registry import StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
@@ -46,18 +45,19 @@ MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
 HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
 RELEASE_CHECK_SECONDS = 0.1
+# Both scripts use RQ 2's key layout (rq:job:, rq:execution:, rq:wip:, ...), pinned with RQ itself.
 # Take jobs and mark them started, in one round trip: the state RQ's worker writes in its two preparation
 # pipelines (job, execution, started registry, worker), written the same way. It takes the job named in
 # ARGV, already popped from its queue KEYS[1], or else pops as many jobs as it is given execution ids
-# (ARGV[8] on), from the first queues in KEYS (priority order) that have them, skipping ids whose job is
+# (ARGV[6] on), from the first queues in KEYS (priority order) that have them, skipping ids whose job is
 # gone as RQ does; it pops nothing while workers are suspended (`rq suspend`).
 TAKE_JOBS = """
-local job_prefix, worker_key, worker, stamp, now, suspended, given = unpack(ARGV, 1, 7)
-local executions = {unpack(ARGV, 8)}
+local worker_key, worker, stamp, now, given = unpack(ARGV, 1, 5)
+local executions = {unpack(ARGV, 6)}
 local at = math.floor(tonumber(now))
 local taken, longest = {}, 0
 local function start(queue, id)
-  local job_key, execution = job_prefix .. id, executions[#taken + 1]
+  local job_key, execution = 'rq:job:' .. id, executions[#taken + 1]
   local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
   local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
   if timeout == -1 then ttl = 420 elseif timeout then ttl = timeout + 60 end
@@ -73,13 +73,13 @@ local function start(queue, id)
   table.insert(taken, {queue, id, execution, redis.call('HGETALL', job_key)})
 end
 if given ~= '' then
-  if redis.call('EXISTS', job_prefix .. given) == 1 then start(KEYS[1], given) end
-elseif redis.call('EXISTS', suspended) == 0 then
+  if redis.call('EXISTS', 'rq:job:' .. given) == 1 then start(KEYS[1], given) end
+elseif redis.call('EXISTS', 'rq:suspended') == 0 then
   for _, queue in ipairs(KEYS) do
     while #taken < #executions do
       local id = redis.call('LPOP', queue)
       if not id then break end
-      if redis.call('EXISTS', job_prefix .. id) == 1 then start(queue, id) end
+      if redis.call('EXISTS', 'rq:job:' .. id) == 1 then start(queue, id) end
     end
   end
 end
@@ -221,8 +221,13 @@ class AppWorker(SimpleWorker):
         self._took_at = now()
         keys = [given[0].key] if given else list(self._queue_by_key)
         executions = [uuid.uuid4().hex for _ in range(1 if given else count)]
-        args = [Job.redis_job_namespace_prefix, self.key, self.name, utcformat(self._took_at),
-                repr(self._took_at.timestamp()), WORKERS_SUSPENDED, given[1] if given else ""]  # fmt: skip
+        args = [
+            self.key,
+            self.name,
+            utcformat(self._took_at),
+            repr(self._took_at.timestamp()),
+            given[1] if given else "",
+        ]
         pipeline.eval(TAKE_JOBS, len(keys), *keys, *args, *executions)
 
     def _hold(self, reply: list) -> None:
@@ -248,8 +253,7 @@ class AppWorker(SimpleWorker):
             self._round_trip(take=self._batch_size)
             if taken := self._begin():
                 return taken
-            self._suspension_checked_at = float("-inf")
-            self.check_for_suspension(self.burst)
+            super().check_for_suspension(self.burst)
             popped = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             if popped is None:
                 return None

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from rq import Worker
 from sqlalchemy import make_url, text
 
 from app import create_app
-from core import db
+from core import Result, db
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,6 +128,19 @@ def run_worker() -> Callable[[Flask], bool]:
         return build_worker(app).work(burst=True, logging_level="WARNING", with_scheduler=True)
 
     return run
+
+
+def submit(client: FlaskClient, path: str = "/multiply", **body: object) -> str:
+    """POST a task (JSON body) and return its id; the answer must be 202."""
+    response = client.post(path, json=body)
+    assert response.status_code == 202, response.json
+    return response.json["task_id"]
+
+
+def row(app: Flask, task_id: str) -> Result | None:
+    """The task's row in `results`, if it has one."""
+    with app.app_context():
+        return db.session.get(Result, uuid.UUID(task_id))
 
 
 def free_port() -> int:

@@ -14,24 +14,12 @@ from pydantic import BaseModel
 from rq.job import Job
 
 import lifecycle
-from core import Result, db
 from lifecycle import TaskType
 from tasks import ProgressReporter
 from tests import jobs
-from tests.conftest import DASHBOARD_PASSWORD, make_app, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, wait_for
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{DASHBOARD_PASSWORD}".encode()).decode()}
-
-
-def submit(client: FlaskClient, path: str = "/multiply", **body: object) -> str:
-    response = client.post(path, json=body)
-    assert response.status_code == 202, response.json
-    return response.json["task_id"]
-
-
-def row(app: Flask, task_id: str) -> Result | None:
-    with app.app_context():
-        return db.session.get(Result, uuid.UUID(task_id))
 
 
 class FailingParams(BaseModel):

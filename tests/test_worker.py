@@ -3,7 +3,6 @@
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,14 +17,8 @@ from rq.suspension import resume, suspend
 import lifecycle
 from core import Result, db
 from schemas import MultiplyRequest
-from tests.conftest import service_env, start_process, stop_process, wait_for
+from tests.conftest import row, service_env, start_process, stop_process, submit, wait_for
 from worker import build_worker
-
-
-def submit(client: FlaskClient, **body: object) -> str:
-    response = client.post("/multiply", json=body)
-    assert response.status_code == 202, response.json
-    return response.json["task_id"]
 
 
 def fetch(app: Flask, task_id: str) -> Job:
@@ -33,8 +26,7 @@ def fetch(app: Flask, task_id: str) -> Job:
 
 
 def has_row(app: Flask, task_id: str) -> bool:
-    with app.app_context():
-        return db.session.get(Result, uuid.UUID(task_id)) is not None
+    return row(app, task_id) is not None
 
 
 def test_a_running_and_a_finished_job_read_as_rq_writes_them(app: Flask, client: FlaskClient, worker_process) -> None:
