@@ -77,7 +77,7 @@ class Watchman(threading.Thread):
         self.requeue_lost(set(alive.values()))
 
     def _alive_marks(self) -> tuple[list[bytes], list[bytes | None]]:
-        keys = list(self.redis.scan_iter(f"{ALIVE_PREFIX}*"))
+        keys = list(self.redis.scan_iter(f"{ALIVE_PREFIX}*", count=1000))  # SCAN walks every key: jobs' too
         return keys, (self.redis.mget(keys) if keys else [])
 
     def write_unwritten_outcomes(self) -> None:
@@ -106,17 +106,20 @@ class Watchman(threading.Thread):
 
     def requeue_lost(self, running: set[str]) -> None:
         """Queue again accepted tasks whose job Redis lost, once it has been missing for a liveness period."""
-        unfinished = select(Task).outerjoin(Result, Result.task_id == Task.task_id).where(Result.task_id.is_(None))
-        tasks = db.session.scalars(unfinished).all()
+        # Only the ids: a backlog of thousands is read every sweep, and whole rows (params) cost a worker time.
+        unfinished = select(Task.task_id).outerjoin(Result, Result.task_id == Task.task_id)
+        task_ids = db.session.scalars(unfinished.where(Result.task_id.is_(None))).all()
         with self.redis.pipeline(transaction=False) as pipeline:
-            for task in tasks:
-                pipeline.exists(Job.key_for(str(task.task_id)))
+            for task_id in task_ids:
+                pipeline.exists(Job.key_for(str(task_id)))
             present = pipeline.execute()
         now = time.monotonic()
-        missing = {task.task_id: task for task, there in zip(tasks, present, strict=True) if not there}
+        missing = [task_id for task_id, there in zip(task_ids, present, strict=True) if not there]
         self.missing_since = {task_id: self.missing_since.get(task_id, now) for task_id in missing}
         for task_id, since in list(self.missing_since.items()):
             if now - since >= self.liveness and str(task_id) not in running:
-                lifecycle.enqueue(lifecycle.TASK_TYPES[missing[task_id].type], missing[task_id])
                 del self.missing_since[task_id]
+                if (task := db.session.get(Task, task_id)) is None:
+                    continue  # its submit failed and took the row back meanwhile
+                lifecycle.enqueue(lifecycle.TASK_TYPES[task.type], task)
                 log.warning("task %s: its job was lost from Redis; queued again", task_id)
