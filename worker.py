@@ -163,6 +163,7 @@ class AppWorker(SimpleWorker):
 
     def work(self, *args, **kwargs) -> bool:
         self.burst = kwargs.get("burst", False)
+        signal.signal(signal.SIGUSR1, self._interrupt_job)
         self.watchman.start()
         releaser = threading.Thread(target=self._release_held, name="releaser", daemon=True)
         releaser.start()
@@ -234,7 +235,10 @@ class AppWorker(SimpleWorker):
         held = deque()
         for queue_key, job_id, execution_id, fields in reply:
             job = TakenJob(job_id.decode(), connection=self.connection, serializer=self.serializer)
-            job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+            hash_ = dict(zip(fields[::2], fields[1::2], strict=True))
+            del hash_[b"started_at"], hash_[b"last_heartbeat"]  # the take's own stamp: no need to parse it back
+            job.restore(hash_)
+            job.started_at = job.last_heartbeat = self._took_at
             execution = Execution(execution_id.decode(), job.id, self.connection, self.name)
             execution.created_at = execution.last_heartbeat = self._took_at
             held.append((job, self._queue_by_key[queue_key.decode()], execution))
@@ -344,12 +348,10 @@ class AppWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         # Popping the context at the end removes the job's database session, whatever happened.
         with self.app.app_context():
-            self.watchman.running_task = job.id
-            signal.signal(signal.SIGUSR1, self._interrupt_job)
+            self.watchman.running_task = job.id  # SIGUSR1 interrupts the job only while this names it
             try:
                 return super().perform_job(job, queue)
             finally:
-                signal.signal(signal.SIGUSR1, signal.SIG_IGN)
                 self.watchman.running_task = ""
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -371,6 +373,8 @@ class AppWorker(SimpleWorker):
         os.kill(os.getpid(), signal.SIGUSR1)  # handled in the main thread, which runs the job
 
     def _interrupt_job(self, signum: int, frame: FrameType | None) -> None:
+        if not self.watchman.running_task:
+            return
         if self._stopped_job_id is not None:
             raise JobStopped(f"task {self._stopped_job_id} stopped on request")
         if self.handing_back:
