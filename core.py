@@ -26,6 +26,9 @@ DEFAULT_DATABASE_URL = "postgresql://localhost/longjobs"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 QUEUE_NAMES = ("high", "default", "low")  # the order workers serve them in
 MAX_BODY_BYTES = 65_536
+# A second engine on the same database whose connections commit each statement as it runs: a lone write
+# (a worker's result row) then needs no BEGIN and no COMMIT, nor a switch of the connection's mode.
+AUTOCOMMIT = "autocommit"
 # With Redis gone or silent, a request must answer 503 within a few seconds, not hang: at most
 # two tries of one second to connect and two to answer (about 4 s). RQ's worker widens the read
 # timeout for its own blocking pops.
@@ -121,8 +124,10 @@ def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: 
 def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     """Build the Flask config from an environment mapping; a bad value raises ValueError naming it."""
     redis = redis_url(environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    database = database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     return {
-        "SQLALCHEMY_DATABASE_URI": database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+        "SQLALCHEMY_DATABASE_URI": database,
+        "SQLALCHEMY_BINDS": {AUTOCOMMIT: {"url": database, "isolation_level": "AUTOCOMMIT"}},
         "REDIS_URL": redis,
         "RQ_DASHBOARD_REDIS_URL": redis,
         "MULTIPLY_TIMEOUT": _whole_number(environ, "MULTIPLY_TIMEOUT", 360),
