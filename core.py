@@ -127,7 +127,10 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     database = database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     return {
         "SQLALCHEMY_DATABASE_URI": database,
-        "SQLALCHEMY_BINDS": {AUTOCOMMIT: {"url": database, "isolation_level": "AUTOCOMMIT"}},
+        # With no transactions on it, its pool need not roll back each connection it gets back.
+        "SQLALCHEMY_BINDS": {
+            AUTOCOMMIT: {"url": database, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+        },
         "REDIS_URL": redis,
         "RQ_DASHBOARD_REDIS_URL": redis,
         "MULTIPLY_TIMEOUT": _whole_number(environ, "MULTIPLY_TIMEOUT", 360),

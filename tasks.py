@@ -84,7 +84,7 @@ def store_result(values: dict[str, Any]) -> None:
     """Write an outcome row (see STORE_FINISHED); raises if the database cannot take it."""
     statement = STORE_FINISHED if values["status"] == "finished" else STORE_UNLESS_FINISHED
     params = values | {"task_id": uuid.UUID(values["task_id"])}
-    if db.session().in_transaction():
+    if db.session.registry.has() and db.session().in_transaction():  # has(): asking must not make a session
         db.session.execute(statement, params)
         db.session.commit()
         return

@@ -20,6 +20,8 @@ def test_defaults_point_at_local_services() -> None:
 def test_heroku_and_plain_postgres_urls_use_psycopg2(scheme: str) -> None:
     settings = load_settings({"DATABASE_URL": f"{scheme}://u:p@db.example:5432/d1"})
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://u:p@db.example:5432/d1"
+    # The engine that writes jobs' rows follows DATABASE_URL too.
+    assert settings["SQLALCHEMY_BINDS"]["autocommit"]["url"] == settings["SQLALCHEMY_DATABASE_URI"]
 
 
 def test_tls_redis_accepts_a_self_signed_certificate_unless_told_otherwise() -> None:
