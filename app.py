@@ -63,6 +63,7 @@ from schemas import (
 )
 
 log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DASHBOARD_PREFIX = "/rq"
 # rq-dashboard's endpoints that change state (requeue_all and the others accept GET too).
 DASHBOARD_ACTIONS = {
@@ -329,7 +330,7 @@ def mount_dashboard(app: Flask) -> None:
 
 def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     """Build the app from the environment (or the given mapping)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = OpenAPI(
         __name__,
         info=Info(title="longjobs", version="1.0", description="Long jobs in the background: POST, get 202, poll."),

@@ -142,6 +142,7 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "MAX_QUEUE_DEPTH": _whole_number(environ, "MAX_QUEUE_DEPTH", 10_000),
         "WORKER_LIVENESS_SECONDS": _whole_number(environ, "WORKER_LIVENESS_SECONDS", 20, minimum=4),
         "WORKER_SHUTDOWN_GRACE": _whole_number(environ, "WORKER_SHUTDOWN_GRACE", 25, minimum=0),
+        "WORKER_MAX_MEMORY_MB": _whole_number(environ, "WORKER_MAX_MEMORY_MB", 400, minimum=64),
         "API_TOKENS": [token.strip() for token in environ.get("API_TOKENS", "").split(",") if token.strip()],
         "RQ_DASHBOARD_USERNAME": environ.get("RQ_DASHBOARD_USERNAME") or "admin",
         "RQ_DASHBOARD_PASSWORD": environ.get("RQ_DASHBOARD_PASSWORD") or None,

@@ -18,22 +18,35 @@ import threading
 import time
 import uuid
 
-from flask import Flask
+from flask import Flask, current_app
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.results import Result as RQResult
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 import lifecycle
 from core import QUEUE_NAMES, Result, Task, db
-from tasks import UNWRITTEN_KEY, store_result
+from tasks import UNWRITTEN_KEY, store_result, write_result
 
 log = logging.getLogger(__name__)
 ALIVE_PREFIX = "longjobs:alive:"
 SWEEP_LOCK = "longjobs:sweep-lock"
+CRASHES_PREFIX = "longjobs:crashes:"  # how many worker processes died running a job, by task id
+CRASHES_KEPT_SECONDS = 7 * 24 * 3600
+MAX_CRASHES = 3  # a job that kills its worker process this many times fails, rather than take every worker down
+
+
+def count_crash(task_id: str) -> None:
+    """Record that a worker process died running this task (worker.main finds out; the next process records it)."""
+    redis = current_app.extensions["redis"]
+    with redis.pipeline() as pipeline:
+        pipeline.incr(f"{CRASHES_PREFIX}{task_id}").expire(f"{CRASHES_PREFIX}{task_id}", CRASHES_KEPT_SECONDS)
+        crashes = pipeline.execute()[0]
+    log.warning("task %s: a worker process died running it (%d of %d before it fails)", task_id, crashes, MAX_CRASHES)
 
 
 class Watchman(threading.Thread):
@@ -101,8 +114,19 @@ class Watchman(threading.Thread):
                 self.redis.zrem(registry.key, f"{job_id}:{execution_id}")
                 if job is None or db.session.get(Result, uuid.UUID(job_id)) is not None:
                     continue  # nothing left to run, or it ended and only the bookkeeping was lost
+                if (crashes := int(self.redis.get(f"{CRASHES_PREFIX}{job_id}") or 0)) >= MAX_CRASHES:
+                    self.fail_crashing(job, crashes)
+                    continue
                 queues[name].enqueue_job(job, at_front=True)
                 log.warning("task %s: its worker %s is gone; queued again", job_id, job.worker_name)
+
+    def fail_crashing(self, job: Job, crashes: int) -> None:
+        """Fail a job that killed its worker process every time it ran, rather than run it again."""
+        error = f"its worker process died {crashes} times while running it (a crash, or killed for its memory)"
+        RQResult.create_failure(job, job.failure_ttl, error, worker_name=job.worker_name or "")
+        job.set_status(JobStatus.FAILED)
+        job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=error)
+        write_result(job.id, job.meta["type"], "failed", error=error, started_at=job.started_at)
 
     def requeue_lost(self, running: set[str]) -> None:
         """Queue again accepted tasks whose job Redis lost, once it has been missing for a liveness period."""

@@ -1,13 +1,17 @@
 """The RQ worker process: `python worker.py` serves the queues high, default, low in that order.
 
 Imports app (to build it), core, lifecycle, tasks and recovery; nothing of ours imports this module.
-It runs jobs in its own process (RQ's SimpleWorker) rather than a forked work horse per job: the
-README's "Architecture" section says why.
+It runs jobs in its own process (RQ's SimpleWorker) rather than a forked work horse per job, and that
+process runs under a supervisor (main) that starts a fresh one when a job kills it or it outgrows
+WORKER_MAX_MEMORY_MB: the README's "Architecture" section says why.
 """
 
 import logging
+import mmap
 import os
+import resource
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -32,13 +36,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 import lifecycle
-from app import create_app
+from app import LOG_FORMAT, create_app
 from core import QUEUE_NAMES
-from recovery import Watchman
+from recovery import Watchman, count_crash
 from tasks import JobHandedBack, JobStopped
 
 log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_SECONDS = 30
+RETIRED = 3  # the exit status of a worker process that stopped to be replaced (over WORKER_MAX_MEMORY_MB)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
 MAX_BATCH = 64  # jobs taken in one round trip, at most
@@ -140,12 +145,14 @@ class AppWorker(SimpleWorker):
     queue, stops a job on request, and runs a Watchman (recovery.py) beside it.
     """
 
-    def __init__(self, *args, app: Flask, **kwargs) -> None:
+    def __init__(self, *args, app: Flask, running: mmap.mmap | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.app = app
+        self.running = running  # memory shared with main(), naming the job running now, if given
         self.watchman = Watchman(app, self)
         self.stop_signalled = False
         self.handing_back = False
+        self.retiring = False
         self.log_result_lifespan = False
         self.burst = False
         self._queue_by_key = {queue.key: queue for queue in self.queues}
@@ -310,6 +317,16 @@ class AppWorker(SimpleWorker):
             self.perform_job(job, queue)
         finally:
             self._running, self._running_since = None, float("inf")
+            self._retire_if_too_big()
+
+    def _retire_if_too_big(self) -> None:
+        """Past WORKER_MAX_MEMORY_MB (at its peak: a job that leaks, or one that needed much once), stop taking
+        jobs; main() starts a fresh process."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # kilobytes on Linux
+        if not self.retiring and peak > self.app.config["WORKER_MAX_MEMORY_MB"]:
+            log.warning("worker %s retires: it reached %d MB (WORKER_MAX_MEMORY_MB is %d)", self.name, peak,
+                        self.app.config["WORKER_MAX_MEMORY_MB"])  # fmt: skip
+            self.retiring = self._stop_requested = True
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """TAKE_JOBS did RQ's preparation; a stop asked for before the job began ends it here."""
@@ -349,19 +366,34 @@ class AppWorker(SimpleWorker):
         # Popping the context at the end removes the job's database session, whatever happened.
         with self.app.app_context():
             self.watchman.running_task = job.id  # SIGUSR1 interrupts the job only while this names it
+            if self.running is not None:
+                self.running[:] = job.id.encode().ljust(len(self.running), b"\0")
             try:
                 return super().perform_job(job, queue)
             finally:
                 self.watchman.running_task = ""
+                if self.running is not None:
+                    self.running[:] = bytes(len(self.running))
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Warm shutdown (SIGTERM, Ctrl-C): a running job gets the grace period, then goes back to its queue."""
+        """Warm shutdown (SIGTERM, Ctrl-C): a running job gets the grace period, then goes back to its queue.
+
+        The same request again is nothing new: Heroku signals every process of a dyno and main() passes the
+        signal on, so a second one can arrive while this handler still runs (starting the timer waits).
+        """
+        if self.stop_signalled:
+            return
         self.stop_signalled = True
         if self.get_state() == WorkerStatus.BUSY:
             timer = threading.Timer(self.app.config["WORKER_SHUTDOWN_GRACE"], self._hand_back)
             timer.daemon = True
             timer.start()
         super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl-C a second time is RQ's cold shutdown; a second SIGTERM is the first one again (see request_stop)."""
+        if signum != signal.SIGTERM:
+            super().request_force_stop(signum, frame)
 
     def _hand_back(self) -> None:
         if self.get_state() == WorkerStatus.BUSY:
@@ -388,7 +420,7 @@ class WithoutJobOk(logging.Filter):
         return not any(isinstance(arg, str) and "Job OK" in arg for arg in record.args or ())
 
 
-def build_worker(app: Flask) -> AppWorker:
+def build_worker(app: Flask, running: mmap.mmap | None = None) -> AppWorker:
     """A worker on the app's Redis and queues, highest priority first."""
     queues = app.extensions["queues"]
     return AppWorker(
@@ -396,31 +428,87 @@ def build_worker(app: Flask) -> AppWorker:
         connection=app.extensions["redis"],
         serializer=JSONSerializer,
         app=app,
+        running=running,
     )
 
 
-def main() -> None:
-    """Run a worker until SIGTERM or Ctrl-C; start it again, with backoff, when a Redis fault stops it."""
+def running_job(running: mmap.mmap) -> str:
+    return running[:].rstrip(b"\0").decode()
+
+
+def serve(running: mmap.mmap) -> int:
+    """Run a worker until SIGTERM or Ctrl-C (0) or until it retires (RETIRED); start it again, with backoff,
+    when a Redis fault stops it. A job that `running` still names killed the process before this one."""
     app = create_app()
     logging.getLogger("rq.worker").addFilter(WithoutJobOk())
+    if task_id := running_job(running):
+        with app.app_context():
+            count_crash(task_id)
+        running[:] = bytes(len(running))
     backoff = 1
     stop = threading.Event()
     while True:
         started = time.monotonic()
         worker = None
         try:
-            worker = build_worker(app)
+            worker = build_worker(app, running)
             worker.work(with_scheduler=True)  # the scheduler runs retries once their backoff is over
         except RedisError as fault:
             log.error("worker stopped: Redis is unreachable (%s)", fault)
+        if worker is not None and worker.retiring:
+            return RETIRED
         if worker is not None and worker.stop_signalled:
-            return
+            return 0
         backoff = 1 if time.monotonic() - started > 60 else min(backoff * 2, MAX_RESTART_BACKOFF_SECONDS)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         log.warning("worker starting again in %d s", backoff)
         if stop.wait(backoff):
+            return 0
+
+
+def main() -> None:
+    """Supervise the worker: run it in a child process, and start a fresh one when it retires or dies.
+
+    The child is forked once the modules are imported, and before the app or any connection exists, so
+    nothing but code crosses the fork. SIGTERM or SIGINT here goes on to the child as SIGTERM (which it
+    takes once, however often it comes: Heroku, honcho and a terminal signal both processes); this
+    process then waits for it and exits 0.
+    """
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    running = mmap.mmap(-1, 64)  # shared with the child: the job it runs now (job ids are 36 characters here)
+    stop = threading.Event()
+    child = 0
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if child:
+            os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    backoff = 1
+    while not stop.is_set():
+        started = time.monotonic()
+        child = os.fork()
+        if child == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.exit(serve(running))
+        code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        pid, child = child, 0
+        if stop.is_set() or code == 0:
             return
+        if code == RETIRED:
+            log.info("worker process %d retired; a fresh one takes over", pid)
+            continue
+        ended = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        if task_id := running_job(running):
+            ended += f" running task {task_id}"
+        backoff = 1 if time.monotonic() - started > 60 else backoff  # back off only while it keeps dying
+        log.error("worker process %d %s; starting another in %d s", pid, ended, backoff)
+        stop.wait(backoff)
+        backoff = min(backoff * 2, MAX_RESTART_BACKOFF_SECONDS)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,15 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import BaseModel
 from redis import Redis
 from rq import Worker
 from sqlalchemy import make_url, text
 
+import lifecycle
 from app import create_app
 from core import Result, db
+from lifecycle import TaskType
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +138,13 @@ def submit(client: FlaskClient, path: str = "/multiply", **body: object) -> str:
     response = client.post(path, json=body)
     assert response.status_code == 202, response.json
     return response.json["task_id"]
+
+
+def submit_job(app: Flask, function: Callable[..., object], params: BaseModel) -> str:
+    """Queue, through the real submit path, a `multiply` task that runs another job function (tests.jobs)."""
+    kind = TaskType("multiply", type(params), function, "MULTIPLY_TIMEOUT", "/multiply")
+    with app.app_context():
+        return str(lifecycle.submit(kind, params))
 
 
 def row(app: Flask, task_id: str) -> Result | None:

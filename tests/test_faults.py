@@ -171,6 +171,7 @@ def test_sigterm_hands_a_long_job_back_to_the_queue(service: Service) -> None:
     assert service.result(task_id)["result"] == 6.0
     assert service.rows() == 1
     assert "handed back to the front of its queue" in service.log_text()
+    assert service.log_text().count("warm shut down requested") == 1  # signalled twice (group, supervisor): one stop
 
 
 @pytest.mark.parametrize("service", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)

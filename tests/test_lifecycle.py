@@ -13,11 +13,9 @@ from flask.testing import FlaskClient
 from pydantic import BaseModel
 from rq.job import Job
 
-import lifecycle
-from lifecycle import TaskType
 from tasks import ProgressReporter
 from tests import jobs
-from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, submit_job, wait_for
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{DASHBOARD_PASSWORD}".encode()).decode()}
 
@@ -31,9 +29,7 @@ class FailingParams(BaseModel):
 
 def submit_failing(app: Flask, failures: int, fault: str) -> str:
     """Queue, through the real submit path, a multiplication that fails `failures` times first."""
-    kind = TaskType("multiply", FailingParams, jobs.fail_then_multiply, "MULTIPLY_TIMEOUT", "/multiply")
-    with app.app_context():
-        return str(lifecycle.submit(kind, FailingParams(x=6, y=7, failures=failures, fault=fault)))
+    return submit_job(app, jobs.fail_then_multiply, FailingParams(x=6, y=7, failures=failures, fault=fault))
 
 
 def runs(app: Flask, task_id: str) -> int:

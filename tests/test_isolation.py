@@ -1,0 +1,97 @@
+"""Per-job isolation without a fork per job: the Procfile's worker supervises its worker process, so a job
+that kills that process, or leaks memory, does not take the worker down for good."""
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from rq import Worker
+
+from tests import jobs
+from tests.conftest import row, service_env, start_process, stop_process, submit_job, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def supervised(app: Flask, tmp_path: Path, request) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """The Procfile's `worker` with the settings the test asks for, once its worker waits for jobs."""
+    log = tmp_path / "worker.log"
+    process = start_process("worker", log, **service_env(**getattr(request, "param", {})))
+    wait_for(lambda: worker_names(app), 30, "the worker to wait for jobs")
+    yield process, log
+    stop_process(process)
+
+
+def worker_names(app: Flask) -> list[str]:
+    return [worker.name for worker in Worker.all(connection=app.extensions["redis"]) if worker.get_state() == "idle"]
+
+
+def finished(app: Flask, task_id: str) -> float | None:
+    found = row(app, task_id)
+    return found.result if found is not None and found.status == "finished" else None
+
+
+@pytest.mark.parametrize("supervised", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_a_job_that_kills_its_worker_process_runs_again_on_a_fresh_one(app: Flask, supervised) -> None:
+    process, log = supervised
+    [first] = worker_names(app)
+    task_id = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=6, y=7, crashes=1))
+    submitted = time.monotonic()
+
+    assert wait_for(lambda: finished(app, task_id), 60, "the task to finish on a fresh worker process") == 42
+    print(f"\na job killed its worker process: it completed {time.monotonic() - submitted:.1f} s after it was queued")
+    assert process.poll() is None
+    text = log.read_text()
+    assert f"was killed by signal 9 running task {task_id}; starting another in 1 s" in text
+    assert f"task {task_id}: its worker {first} is gone; queued again" in text
+    assert first not in worker_names(app)
+
+
+@pytest.mark.parametrize("supervised", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_a_job_that_kills_every_worker_process_fails_after_three(app: Flask, supervised) -> None:
+    process, log = supervised
+    deadly = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=6, y=7, crashes=99))
+    submitted = time.monotonic()
+
+    failed = wait_for(lambda: (found := row(app, deadly)) and found.status == "failed" and found, 100, "it to fail")
+    print(f"\njob that kills every worker process: failed {time.monotonic() - submitted:.1f} s after it was queued")
+    assert failed.error == "its worker process died 3 times while running it (a crash, or killed for its memory)"
+    assert int(app.extensions["redis"].get(f"test:runs:{deadly}")) == 3
+    assert app.extensions["queues"]["default"].failed_job_registry.get_job_ids() == [deadly]
+    assert process.poll() is None
+    after = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=4, y=5, crashes=0))
+    assert wait_for(lambda: finished(app, after), 60, "the next task to finish") == 20
+    assert log.read_text().count(f"running task {deadly}; starting another") == 3
+
+
+@pytest.mark.parametrize("supervised", [{"WORKER_MAX_MEMORY_MB": "300"}], indirect=True)
+def test_a_worker_process_past_its_memory_limit_retires_for_a_fresh_one(app: Flask, supervised) -> None:
+    process, log = supervised
+    [first] = worker_names(app)
+    leaky = submit_job(app, jobs.leak_then_multiply, jobs.LeakParams(x=2, y=3, megabytes=250))
+    assert wait_for(lambda: finished(app, leaky), 60, "the leaking task to finish") == 6
+    ended = time.monotonic()
+
+    wait_for(lambda: worker_names(app) and first not in worker_names(app), 30, "a fresh worker process")
+    print(f"\nleaking job: a fresh worker process waited for jobs {time.monotonic() - ended:.1f} s after it ended")
+    after = submit_job(app, jobs.leak_then_multiply, jobs.LeakParams(x=4, y=5, megabytes=1))
+    assert wait_for(lambda: finished(app, after), 60, "the next task to finish") == 20
+    assert process.poll() is None
+    text = log.read_text()
+    assert f"worker {first} retires: it reached" in text
+    assert "retired; a fresh one takes over" in text
+
+
+def test_sigterm_to_the_supervisor_alone_stops_its_worker_and_exits_0(app: Flask, supervised) -> None:
+    process, _ = supervised
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    os.kill(process.pid, signal.SIGTERM)  # not the group: as `kill <pid>` does
+    assert process.wait(timeout=15) == 0
+    assert not any(Path(f"/proc/{child}").exists() for child in children)
+    assert worker_names(app) == []
