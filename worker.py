@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from base64 import b64encode
 from collections import deque
 from collections.abc import Sequence
 from types import FrameType
@@ -46,6 +47,7 @@ MAX_RESTART_BACKOFF_SECONDS = 30
 RETIRED = 3  # the exit status of a worker process that stopped to be replaced (over WORKER_MAX_MEMORY_MB)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
+MEMORY_CHECK_SECONDS = 1.0
 MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
 HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
@@ -156,7 +158,7 @@ class AppWorker(SimpleWorker):
         self.log_result_lifespan = False
         self.burst = False
         self._queue_by_key = {queue.key: queue for queue in self.queues}
-        self._suspension_checked_at = float("-inf")
+        self._suspension_checked_at = self._memory_checked_at = float("-inf")
         # The batch, shared with the releaser thread and the stop-job command handler under `_batch_lock`:
         # jobs taken (marked started) but not begun, and finished jobs whose bookkeeping is not written yet.
         self._batch_lock = threading.Lock()
@@ -321,7 +323,10 @@ class AppWorker(SimpleWorker):
 
     def _retire_if_too_big(self) -> None:
         """Past WORKER_MAX_MEMORY_MB (at its peak: a job that leaks, or one that needed much once), stop taking
-        jobs; main() starts a fresh process."""
+        jobs; main() starts a fresh process. Checked after a job, at most once a second."""
+        if time.monotonic() - self._memory_checked_at < MEMORY_CHECK_SECONDS:
+            return
+        self._memory_checked_at = time.monotonic()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # kilobytes on Linux
         if not self.retiring and peak > self.app.config["WORKER_MAX_MEMORY_MB"]:
             log.warning("worker %s retires: it reached %d MB (WORKER_MAX_MEMORY_MB is %d)", self.name, peak,
@@ -339,13 +344,16 @@ class AppWorker(SimpleWorker):
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
         """Keep the job's bookkeeping (FINISH_JOB) for the batch's round trip; our jobs have no dependents, so
         RQ's watch on them is left out. The last job of a batch makes the round trip, taking the next one."""
-        result = Result(job.id, Result.Type.SUCCESSFUL, self.connection, return_value=job._result,
-                        worker_name=self.name, serializer=self.serializer, execution_id=self.execution.id,
-                        execution_started_at=self.execution.created_at, execution_ended_at=job.ended_at)  # fmt: skip
+        # Result.serialize's fields, made here: a Result object costs a serializer check per job.
+        result = {"type": Result.Type.SUCCESSFUL.value, "worker_name": self.name, "execution_id": self.execution.id,
+                  "execution_started_at": self.execution.created_at.timestamp(),
+                  "execution_ended_at": job.ended_at.timestamp()}  # fmt: skip
+        if job._result is not None:
+            result["return_value"] = b64encode(self.serializer.dumps(job._result)).decode()
         took = (job.ended_at - job.started_at).total_seconds()
         args = [job.id, self.execution.id, self.key, job.origin, job.get_result_ttl(self.default_result_ttl),
                 utcformat(job.ended_at), took, repr(job.ended_at.timestamp())]  # fmt: skip
-        args += [part for field in result.serialize().items() for part in field]
+        args += [part for field in result.items() for part in field]
         self.execution = None
         self._slowest_in_batch = max(self._slowest_in_batch, took)
         with self._batch_lock:

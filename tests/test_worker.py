@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from rq import Worker
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
+from rq.results import Result as RQResult
 from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
@@ -46,6 +47,10 @@ def test_a_running_and_a_finished_job_read_as_rq_writes_them(app: Flask, client:
     wait_for(lambda: fetch(app, task_id).get_status() == JobStatus.FINISHED, 20, "the job to finish")
     job = fetch(app, task_id)
     assert job.return_value() == 42 and job.ended_at >= job.started_at
+    result = job.latest_result()
+    assert (result.type, result.worker_name) == (RQResult.Type.SUCCESSFUL, worker.name)
+    assert result.execution_id == execution_id
+    assert result.execution_started_at <= result.execution_ended_at
     assert queue.finished_job_registry.get_job_ids() == [task_id]
     assert queue.started_job_registry.get_job_ids() == []
     assert not redis.exists(execution.key)
