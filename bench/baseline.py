@@ -1,9 +1,7 @@
-"""The baselines the service is measured against: bare Flask endpoints under the same gunicorn settings
-doing the same database and Redis work, a one-row job for a plain RQ SimpleWorker, and the hand-written
-limit: a loop popping task ids off a Redis list and committing one row each.
+"""Baselines of the service's own stack: bare Flask endpoints under the same gunicorn settings doing the same
+database and Redis work, and a one-row job for a plain RQ SimpleWorker.
 
-gunicorn serves `bench.baseline:create_app()`; `rq worker -w rq.SimpleWorker` runs `bench.baseline.insert_row`;
-`python -m bench.baseline` runs the hand-written loop.
+gunicorn serves `bench.baseline:create_app()`; `rq worker -w rq.SimpleWorker` runs `bench.baseline.insert_row`.
 """
 
 import os
@@ -60,19 +58,3 @@ def insert_row(task_id: str) -> None:
         _connection = psycopg2.connect(os.environ["DATABASE_URL"])
     with _connection, _connection.cursor() as cursor:
         cursor.execute("INSERT INTO bench_rows (task_id) VALUES (%s) ON CONFLICT (task_id) DO NOTHING", (task_id,))
-
-
-HANDWRITTEN_QUEUE = "bench:handwritten"
-
-
-def handwritten_loop() -> None:
-    """The hand-written limit: BRPOP a task id, INSERT its row, commit; until the list stays empty for a second."""
-    redis = Redis.from_url(os.environ["REDIS_URL"])
-    connection = psycopg2.connect(os.environ["DATABASE_URL"])
-    while (item := redis.brpop(HANDWRITTEN_QUEUE, timeout=1)) is not None:
-        with connection, connection.cursor() as cursor:
-            cursor.execute("INSERT INTO bench_rows (task_id) VALUES (%s)", (item[1].decode(),))
-
-
-if __name__ == "__main__":
-    handwritten_loop()

@@ -4,7 +4,8 @@ Starts `web` and `worker` as the Procfile does, on a database (`longjobs_bench`)
 (13) of their own, loads them over loopback with wrk, and prints a markdown table (also written to
 bench/results.md): medians over BENCH_RUNS runs (default 3) with min and max, and each figure's ratio to
 its baseline: bare Flask endpoints under the same gunicorn settings doing the same database and Redis
-work, a plain RQ SimpleWorker running the same one-row job, and a hand-written Redis-list loop.
+work; a plain RQ SimpleWorker, Dramatiq and Huey running the same one-row job; and a hand-written
+Redis-list loop.
 """
 
 import logging
@@ -31,7 +32,6 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "2000"))
 SOAK_JOBS = int(os.environ.get("BENCH_SOAK_JOBS", "10000"))
 LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "5"))
-HANDWRITTEN_WORKER = ["python", "-m", "bench.baseline"]
 BASELINE_WORKER = ["rq", "worker", "-w", "rq.SimpleWorker", "-q", "--serializer", "rq.serializers.JSONSerializer",
                    "-u", REDIS, "baseline"]  # fmt: skip
 ENV = os.environ | {
@@ -44,14 +44,19 @@ ENV = os.environ | {
 }
 
 
+_connection = None
+
+
 def sql(statement: str, params: tuple = ()) -> list[tuple]:
-    conn = psycopg2.connect(DATABASE)
-    try:
-        with conn, conn.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        conn.close()
+    """Run a statement on the bench's one connection: a connection per call would make Postgres start a
+    backend process every time the bench polls, taking CPU from what it measures."""
+    global _connection
+    if _connection is None:
+        _connection = psycopg2.connect(DATABASE)
+        _connection.autocommit = True
+    with _connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def prepare_database() -> None:
@@ -88,12 +93,13 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def wait(predicate, timeout: float = 60):
-    """Poll until predicate() is truthy; return its value."""
+    """Poll until predicate() is truthy; return its value. Rates come from the rows' own timestamps, so polling
+    every 50 ms costs them no precision, and the machine little."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:
             raise TimeoutError("the bench waited too long")
-        time.sleep(0.01)
+        time.sleep(0.05)
     return value
 
 
@@ -134,7 +140,11 @@ def rss_mb(pid: int) -> float:
 
 
 def worker_pid(process: subprocess.Popen) -> int:
-    return process.pid  # `bash -c exec` is not used here: the process is the worker itself
+    """The process that runs the jobs: ours runs in the one child of `python worker.py` (worker.main), forked
+    once its modules are imported."""
+    if process.args != ["python", "worker.py"]:
+        return process.pid
+    return int(wait(lambda: Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split())[0])
 
 
 def fill_service_queue(jobs: int) -> None:
@@ -163,37 +173,61 @@ def fill_baseline_queue(jobs: int) -> None:
 
 
 def fill_handwritten_queue(jobs: int) -> None:
-    from bench.baseline import HANDWRITTEN_QUEUE
+    from bench.handwritten import QUEUE
 
-    Redis.from_url(REDIS).lpush(HANDWRITTEN_QUEUE, *(str(uuid.uuid4()) for _ in range(jobs)))
+    Redis.from_url(REDIS).lpush(QUEUE, *(str(uuid.uuid4()) for _ in range(jobs)))
 
 
-DRAINS = {  # who drains: (fill the queue, worker command, table and column of the rows)
-    "service": (fill_service_queue, ["python", "worker.py"], "results", "ended_at"),
-    "SimpleWorker": (fill_baseline_queue, BASELINE_WORKER, "bench_rows", "created_at"),
-    "hand-written": (fill_handwritten_queue, HANDWRITTEN_WORKER, "bench_rows", "created_at"),
-}
+def fill_dramatiq_queue(jobs: int) -> None:
+    from bench.dramatiq_job import insert_row
+
+    for _ in range(jobs):
+        insert_row.send(str(uuid.uuid4()))
+
+
+def fill_huey_queue(jobs: int) -> None:
+    from bench.huey_job import insert_row
+
+    for _ in range(jobs):
+        insert_row(str(uuid.uuid4()))
+
+
+DRAINS = {  # who drains: (named in the table as, fill the queue, worker command, processes started)
+    "service": ("longjobs", fill_service_queue, ["python", "worker.py"], 2),
+    "SimpleWorker": ("RQ SimpleWorker", fill_baseline_queue, BASELINE_WORKER, 2),
+    "hand-written": ("the hand-written loop (BRPOP + one commit per job)", fill_handwritten_queue,
+                     ["python", "-m", "bench.handwritten"], 2),
+    # These two start 2 worker processes themselves, as in the issue's table.
+    "Dramatiq": ("Dramatiq, 2 processes x 8 threads", fill_dramatiq_queue,
+                 ["dramatiq", "bench.dramatiq_job", "-p", "2", "-t", "8"], 1),
+    "Huey": ("Huey, 2 worker processes", fill_huey_queue,
+             ["huey_consumer", "bench.huey_job.huey", "-w", "2", "-k", "process"], 1),
+}  # fmt: skip
 
 
 def row_times(table: str, column: str) -> list[datetime]:
     return [row[0] for row in sql(f"SELECT {column} FROM {table} ORDER BY {column}")]
 
 
-def drain(who: str, jobs: int, workers: int = 2) -> dict:
-    """Jobs per second from the first row to the last, with queue pre-filled; worker CPU and memory."""
+def drain(who: str, jobs: int) -> dict:
+    """Jobs per second from the first row to the last, with queue pre-filled; CPU and memory of the processes
+    started (for Dramatiq and Huey, of their parent process only: leave those out)."""
     reset()
-    fill, command, table, column = DRAINS[who]
+    _, fill, command, workers = DRAINS[who]
+    table, column = ("results", "ended_at") if who == "service" else ("bench_rows", "created_at")
     fill(jobs)
     started = datetime.now(UTC)
     processes = [start(command) for _ in range(workers)]
-    # CPU is counted from the first row on, so that start-up (imports, connections) is left out.
-    done_before = wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0], timeout=60)
-    cpu_before = sum(cpu_seconds(worker_pid(process)) for process in processes)
-    wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0] >= jobs, timeout=600)
-    cpu = sum(cpu_seconds(worker_pid(process)) for process in processes) - cpu_before
-    rss = [rss_mb(worker_pid(process)) for process in processes]
-    for process in processes:
-        stop(process)
+    try:
+        # CPU is counted from the first row on, so that start-up (imports, connections) is left out.
+        done_before = wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0], timeout=60)
+        cpu_before = sum(cpu_seconds(worker_pid(process)) for process in processes)
+        wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0] >= jobs, timeout=600)
+        cpu = sum(cpu_seconds(worker_pid(process)) for process in processes) - cpu_before
+        rss = [rss_mb(worker_pid(process)) for process in processes]
+    finally:
+        for process in processes:
+            stop(process)
     times = row_times(table, column)
     return {"rate": (len(times) - 1) / (times[-1] - times[0]).total_seconds(),
             "from_start": len(times) / (times[-1] - started).total_seconds(),
@@ -232,9 +266,9 @@ def soak(jobs: int) -> tuple[float, float]:
     fill_service_queue(jobs)
     worker = start(["python", "worker.py"])
     wait(lambda: sql("SELECT count(*) FROM results")[0][0] >= jobs // 10, timeout=600)
-    early = rss_mb(worker.pid)
+    early = rss_mb(worker_pid(worker))
     wait(lambda: sql("SELECT count(*) FROM results")[0][0] >= jobs, timeout=1200)
-    late = rss_mb(worker.pid)
+    late = rss_mb(worker_pid(worker))
     stop(worker)
     return early, late
 
@@ -245,6 +279,7 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
+    os.environ |= {"REDIS_URL": REDIS, "DATABASE_URL": DATABASE}  # the Dramatiq and Huey modules read them here too
     prepare_database()
     web_port, base_port = 5191, 5192
     ENV["BENCH_PORT"] = str(web_port)
@@ -273,17 +308,15 @@ def main() -> None:
         stop(web)
         stop(baseline)
 
-    ours_drain = [drain("service", DRAIN_JOBS) for _ in range(RUNS)]
-    bare_drain = [drain("SimpleWorker", DRAIN_JOBS) for _ in range(RUNS)]
-    loop_drain = [drain("hand-written", DRAIN_JOBS) for _ in range(RUNS)]
+    drains = {who: [drain(who, DRAIN_JOBS) for _ in range(RUNS)] for who in DRAINS}
+    ours = drains.pop("service")
     for counted, key in (("first row to last", "rate"), ("worker start to last row", "from_start")):
-        ours = [d[key] for d in ours_drain]
-        figures[f"drain, {DRAIN_JOBS} one-row jobs, 2 workers, {counted} (jobs/s), against RQ SimpleWorker"] = (
-            ours, [d[key] for d in bare_drain])  # fmt: skip
-        figures[f"drain, {counted} (jobs/s), against the hand-written loop (BRPOP + one commit per job)"] = (
-            ours, [d[key] for d in loop_drain])  # fmt: skip
-    figures["worker CPU per job (ms)"] = ([d["cpu_ms"] for d in ours_drain], [d["cpu_ms"] for d in bare_drain])
-    figures["worker resident memory (MB)"] = ([d["rss"] for d in ours_drain], [d["rss"] for d in bare_drain])
+        for who, theirs in drains.items():
+            figure = f"drain of {DRAIN_JOBS} one-row jobs, 2 processes, {counted} (jobs/s), against {DRAINS[who][0]}"
+            figures[figure] = ([d[key] for d in ours], [d[key] for d in theirs])
+    simple = drains["SimpleWorker"]
+    for figure, key in (("worker CPU per job (ms)", "cpu_ms"), ("worker resident memory (MB)", "rss")):
+        figures[f"{figure}, against RQ SimpleWorker"] = ([d[key] for d in ours], [d[key] for d in simple])
 
     web = serve("app:create_app()", web_port)
     try:
