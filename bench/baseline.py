@@ -1,13 +1,10 @@
-"""Baselines of the service's own stack: bare Flask endpoints under the same gunicorn settings doing the same
-database and Redis work, and a one-row job for a plain RQ SimpleWorker.
-
-gunicorn serves `bench.baseline:create_app()`; `rq worker -w rq.SimpleWorker` runs `bench.baseline.insert_row`.
+"""The API's baseline: bare Flask endpoints under the same gunicorn settings doing the same database and Redis
+work as the service's. gunicorn serves `bench.baseline:create_app()`.
 """
 
 import os
 import uuid
 
-import psycopg2
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
@@ -33,7 +30,7 @@ def create_app() -> Flask:
         task_id = str(uuid.uuid4())
         db.session.execute(text("INSERT INTO bench_tasks (task_id) VALUES (:id)"), {"id": task_id})
         db.session.commit()
-        queue.enqueue("bench.baseline.insert_row", task_id, job_id=task_id)
+        queue.enqueue("bench.row.insert_row", task_id, job_id=task_id)
         return {"task_id": task_id}, 202
 
     @app.get("/poll/<task_id>")
@@ -46,15 +43,3 @@ def create_app() -> Flask:
         return {"task_id": task_id, "status": status.decode() if status else None}
 
     return app
-
-
-_connection = None
-
-
-def insert_row(task_id: str) -> None:
-    """The same one-row job as the service's, for a plain RQ SimpleWorker: one INSERT, one commit."""
-    global _connection
-    if _connection is None:
-        _connection = psycopg2.connect(os.environ["DATABASE_URL"])
-    with _connection, _connection.cursor() as cursor:
-        cursor.execute("INSERT INTO bench_rows (task_id) VALUES (%s) ON CONFLICT (task_id) DO NOTHING", (task_id,))

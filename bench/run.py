@@ -168,7 +168,7 @@ def fill_baseline_queue(jobs: int) -> None:
     with queue.connection.pipeline() as pipeline:
         for _ in range(jobs):
             task_id = str(uuid.uuid4())
-            queue.enqueue("bench.baseline.insert_row", task_id, job_id=task_id, pipeline=pipeline)
+            queue.enqueue("bench.row.insert_row", task_id, job_id=task_id, pipeline=pipeline)
         pipeline.execute()
 
 
