@@ -38,7 +38,7 @@ from werkzeug.exceptions import HTTPException
 
 import lifecycle
 from app import LOG_FORMAT, create_app
-from core import QUEUE_NAMES
+from core import QUEUE_NAMES, load_settings
 from recovery import Watchman, count_crash
 from tasks import JobHandedBack, JobStopped
 
@@ -450,8 +450,11 @@ def serve(running: mmap.mmap) -> int:
     app = create_app()
     logging.getLogger("rq.worker").addFilter(WithoutJobOk())
     if task_id := running_job(running):
-        with app.app_context():
-            count_crash(task_id)
+        try:
+            with app.app_context():
+                count_crash(task_id)
+        except RedisError as fault:  # the crash goes uncounted; the task still runs again
+            log.warning("task %s: could not count the crash of its worker process: %s", task_id, fault)
         running[:] = bytes(len(running))
     backoff = 1
     stop = threading.Event()
@@ -484,6 +487,7 @@ def main() -> None:
     process then waits for it and exits 0.
     """
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    load_settings(os.environ)  # a bad setting stops this process at once, rather than every child in a loop
     running = mmap.mmap(-1, 64)  # shared with the child: the job it runs now (job ids are 36 characters here)
     stop = threading.Event()
     child = 0
@@ -503,6 +507,8 @@ def main() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             sys.exit(serve(running))
+        if stop.is_set():  # a signal that came while forking found no child to pass it on to
+            os.kill(child, signal.SIGTERM)
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
         pid, child = child, 0
         if stop.is_set() or code == 0:

@@ -95,3 +95,13 @@ def test_sigterm_to_the_supervisor_alone_stops_its_worker_and_exits_0(app: Flask
     assert process.wait(timeout=15) == 0
     assert not any(Path(f"/proc/{child}").exists() for child in children)
     assert worker_names(app) == []
+
+
+def test_a_bad_setting_stops_the_worker_at_once(app: Flask, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    process = start_process("worker", log, **service_env(WORKER_MAX_MEMORY_MB="lots"))
+    try:
+        assert process.wait(timeout=30) != 0
+    finally:
+        stop_process(process)
+    assert "WORKER_MAX_MEMORY_MB must be a whole number, at least 64, not 'lots'" in log.read_text()
