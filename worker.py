@@ -139,6 +139,20 @@ class TakenJob(Job):
 Taken = tuple[TakenJob, Queue, Execution]
 
 
+class RunningJob:
+    """The id of the job a worker process runs now, in memory shared with main(), which outlives it: a job
+    still named there when the process died is the one that killed it. Job ids are 36 characters here."""
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, 64)
+
+    def get(self) -> str:
+        return self._memory[:].rstrip(b"\0").decode()
+
+    def set(self, job_id: str) -> None:
+        self._memory[:] = job_id.encode().ljust(len(self._memory), b"\0")
+
+
 class AppWorker(SimpleWorker):
     """A worker that runs each job, its callbacks included, inside a fresh app context.
 
@@ -147,10 +161,10 @@ class AppWorker(SimpleWorker):
     queue, stops a job on request, and runs a Watchman (recovery.py) beside it.
     """
 
-    def __init__(self, *args, app: Flask, running: mmap.mmap | None = None, **kwargs) -> None:
+    def __init__(self, *args, app: Flask, running: RunningJob | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.app = app
-        self.running = running  # memory shared with main(), naming the job running now, if given
+        self.running_job = running or RunningJob()
         self.watchman = Watchman(app, self)
         self.stop_signalled = False
         self.handing_back = False
@@ -374,14 +388,12 @@ class AppWorker(SimpleWorker):
         # Popping the context at the end removes the job's database session, whatever happened.
         with self.app.app_context():
             self.watchman.running_task = job.id  # SIGUSR1 interrupts the job only while this names it
-            if self.running is not None:
-                self.running[:] = job.id.encode().ljust(len(self.running), b"\0")
+            self.running_job.set(job.id)
             try:
                 return super().perform_job(job, queue)
             finally:
                 self.watchman.running_task = ""
-                if self.running is not None:
-                    self.running[:] = bytes(len(self.running))
+                self.running_job.set("")
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown (SIGTERM, Ctrl-C): a running job gets the grace period, then goes back to its queue.
@@ -428,7 +440,7 @@ class WithoutJobOk(logging.Filter):
         return not any(isinstance(arg, str) and "Job OK" in arg for arg in record.args or ())
 
 
-def build_worker(app: Flask, running: mmap.mmap | None = None) -> AppWorker:
+def build_worker(app: Flask, running: RunningJob | None = None) -> AppWorker:
     """A worker on the app's Redis and queues, highest priority first."""
     queues = app.extensions["queues"]
     return AppWorker(
@@ -440,22 +452,18 @@ def build_worker(app: Flask, running: mmap.mmap | None = None) -> AppWorker:
     )
 
 
-def running_job(running: mmap.mmap) -> str:
-    return running[:].rstrip(b"\0").decode()
-
-
-def serve(running: mmap.mmap) -> int:
+def serve(running: RunningJob) -> int:
     """Run a worker until SIGTERM or Ctrl-C (0) or until it retires (RETIRED); start it again, with backoff,
     when a Redis fault stops it. A job that `running` still names killed the process before this one."""
     app = create_app()
     logging.getLogger("rq.worker").addFilter(WithoutJobOk())
-    if task_id := running_job(running):
+    if task_id := running.get():
         try:
             with app.app_context():
                 count_crash(task_id)
         except RedisError as fault:  # the crash goes uncounted; the task still runs again
             log.warning("task %s: could not count the crash of its worker process: %s", task_id, fault)
-        running[:] = bytes(len(running))
+        running.set("")
     backoff = 1
     stop = threading.Event()
     while True:
@@ -488,7 +496,7 @@ def main() -> None:
     """
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     load_settings(os.environ)  # a bad setting stops this process at once, rather than every child in a loop
-    running = mmap.mmap(-1, 64)  # shared with the child: the job it runs now (job ids are 36 characters here)
+    running = RunningJob()
     stop = threading.Event()
     child = 0
 
@@ -517,7 +525,7 @@ def main() -> None:
             log.info("worker process %d retired; a fresh one takes over", pid)
             continue
         ended = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        if task_id := running_job(running):
+        if task_id := running.get():
             ended += f" running task {task_id}"
         backoff = 1 if time.monotonic() - started > 60 else backoff  # back off only while it keeps dying
         log.error("worker process %d %s; starting another in %d s", pid, ended, backoff)

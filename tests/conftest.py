@@ -215,9 +215,10 @@ def web(app: Flask, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def worker_process(app: Flask, tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """The Procfile's `worker`, once it waits for jobs (by then it handles SIGTERM; not yet when it registers)."""
-    process = start_process("worker", tmp_path / "worker.log", **service_env())
+def worker_process(app: Flask, tmp_path: Path, request) -> Iterator[subprocess.Popen]:
+    """The Procfile's `worker`, with the settings a test may give (indirect parametrization), once it waits for
+    jobs (by then it handles SIGTERM; not yet when it registers). It logs to tmp_path / "worker.log"."""
+    process = start_process("worker", tmp_path / "worker.log", **service_env(**getattr(request, "param", {})))
 
     def idle() -> bool:
         assert process.poll() is None, (tmp_path / "worker.log").read_text()

@@ -3,9 +3,7 @@ that kills that process, or leaks memory, does not take the worker down for good
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +16,6 @@ from tests.conftest import row, service_env, start_process, stop_process, submit
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def supervised(app: Flask, tmp_path: Path, request) -> Iterator[tuple[subprocess.Popen, Path]]:
-    """The Procfile's `worker` with the settings the test asks for, once its worker waits for jobs."""
-    log = tmp_path / "worker.log"
-    process = start_process("worker", log, **service_env(**getattr(request, "param", {})))
-    wait_for(lambda: worker_names(app), 30, "the worker to wait for jobs")
-    yield process, log
-    stop_process(process)
-
-
 def worker_names(app: Flask) -> list[str]:
     return [worker.name for worker in Worker.all(connection=app.extensions["redis"]) if worker.get_state() == "idle"]
 
@@ -37,9 +25,11 @@ def finished(app: Flask, task_id: str) -> float | None:
     return found.result if found is not None and found.status == "finished" else None
 
 
-@pytest.mark.parametrize("supervised", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
-def test_a_job_that_kills_its_worker_process_runs_again_on_a_fresh_one(app: Flask, supervised) -> None:
-    process, log = supervised
+@pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_a_job_that_kills_its_worker_process_runs_again_on_a_fresh_one(
+    app: Flask, worker_process, tmp_path: Path
+) -> None:
+    process, log = worker_process, tmp_path / "worker.log"
     [first] = worker_names(app)
     task_id = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=6, y=7, crashes=1))
     submitted = time.monotonic()
@@ -53,9 +43,9 @@ def test_a_job_that_kills_its_worker_process_runs_again_on_a_fresh_one(app: Flas
     assert first not in worker_names(app)
 
 
-@pytest.mark.parametrize("supervised", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
-def test_a_job_that_kills_every_worker_process_fails_after_three(app: Flask, supervised) -> None:
-    process, log = supervised
+@pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_a_job_that_kills_every_worker_process_fails_after_three(app: Flask, worker_process, tmp_path: Path) -> None:
+    process, log = worker_process, tmp_path / "worker.log"
     deadly = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=6, y=7, crashes=99))
     submitted = time.monotonic()
 
@@ -70,9 +60,11 @@ def test_a_job_that_kills_every_worker_process_fails_after_three(app: Flask, sup
     assert log.read_text().count(f"running task {deadly}; starting another") == 3
 
 
-@pytest.mark.parametrize("supervised", [{"WORKER_MAX_MEMORY_MB": "300"}], indirect=True)
-def test_a_worker_process_past_its_memory_limit_retires_for_a_fresh_one(app: Flask, supervised) -> None:
-    process, log = supervised
+@pytest.mark.parametrize("worker_process", [{"WORKER_MAX_MEMORY_MB": "300"}], indirect=True)
+def test_a_worker_process_past_its_memory_limit_retires_for_a_fresh_one(
+    app: Flask, worker_process, tmp_path: Path
+) -> None:
+    process, log = worker_process, tmp_path / "worker.log"
     [first] = worker_names(app)
     leaky = submit_job(app, jobs.leak_then_multiply, jobs.LeakParams(x=2, y=3, megabytes=250))
     assert wait_for(lambda: finished(app, leaky), 60, "the leaking task to finish") == 6
@@ -88,8 +80,8 @@ def test_a_worker_process_past_its_memory_limit_retires_for_a_fresh_one(app: Fla
     assert "retired; a fresh one takes over" in text
 
 
-def test_sigterm_to_the_supervisor_alone_stops_its_worker_and_exits_0(app: Flask, supervised) -> None:
-    process, _ = supervised
+def test_sigterm_to_the_supervisor_alone_stops_its_worker_and_exits_0(app: Flask, worker_process) -> None:
+    process = worker_process
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
     os.kill(process.pid, signal.SIGTERM)  # not the group: as `kill <pid>` does
     assert process.wait(timeout=15) == 0
