@@ -8,18 +8,23 @@ export PATH := $(BIN):$(PATH)
 # .env is for honcho; without this the flask CLI prints a tip about python-dotenv on every run.
 export FLASK_SKIP_DOTENV := 1
 
-.PHONY: run test lint chaos bench
+.PHONY: run test lint chaos bench r
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# R runs the R models (models/*.R): Debian's r-base-core and r-cran-jsonlite, installed where they are missing.
+r:
+	@Rscript --vanilla -e 'library(jsonlite)' >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-base-core r-cran-jsonlite; }
+
 # Dashboard credentials made up once for local use; honcho reads this file. Never committed.
 .env:
 	umask 077 && echo "RQ_DASHBOARD_PASSWORD=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" > $@
 
-run: $(VENV)/installed .env
+run: $(VENV)/installed .env r
 ifndef DATABASE_URL
 	psql -h 127.0.0.1 -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(LOCAL_DB)'" | grep -q 1 \
 		|| createdb -h 127.0.0.1 $(LOCAL_DB)
@@ -36,7 +41,7 @@ lint: $(VENV)/installed
 	ruff check .
 	ruff format --check .
 
-test: lint
+test: lint r
 	python -m pytest
 
 # The fault-injection suite alone (make test runs it too), printing the recovery times it measures.
@@ -44,6 +49,6 @@ chaos: $(VENV)/installed
 	python -m pytest -m chaos -s
 
 # Speed and memory against baselines measured in the same run; writes bench/results.md. Needs wrk.
-bench: $(VENV)/installed
+bench: $(VENV)/installed r
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	python -m bench.run
