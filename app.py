@@ -1,15 +1,15 @@
 """The HTTP API, its OpenAPI document and docs, its JSON errors, the dashboard mount, and create_app():
 the one place that knows every part.
 
-Imports core, schemas, lifecycle and cli. gunicorn serves `app:create_app()`; the flask CLI finds
+Imports core, catalog, schemas, lifecycle and cli. gunicorn serves `app:create_app()`; the flask CLI finds
 create_app itself.
 """
 
 import hmac
 import logging
 import os
-import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import rq_dashboard
 import rq_dashboard.web
@@ -31,27 +31,28 @@ from werkzeug.exceptions import (
     Forbidden,
     HTTPException,
     InternalServerError,
+    NotFound,
     RequestEntityTooLarge,
     ServiceUnavailable,
     Unauthorized,
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import catalog
 import cli
 import lifecycle
-from core import MAX_BODY_BYTES, QUEUE_NAMES, Result, db, init_app, load_settings
-from lifecycle import TASK_TYPES, TaskType
+from catalog import Model
+from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, load_settings, task_timeouts
 from schemas import (
     Check,
     ErrorBody,
     Health,
     InvalidRequest,
     ListQuery,
-    MultiplyOutcome,
-    MultiplyRequest,
+    ModelInfo,
+    ModelList,
+    Outcome,
     PendingOrUnknown,
-    SimulationOutcome,
-    SimulationRequest,
     SubmitHeaders,
     SubmitQuery,
     TaskAccepted,
@@ -73,7 +74,13 @@ DASHBOARD_ACTIONS = {
 POLL_AGAIN_SECONDS = "1"
 RETRY_LATER_SECONDS = 5
 SUBMIT_ERRORS = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
-TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its type")]
+TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its model")]
+SERVICE_TAG = [Tag(name="service", description="whether the service can take and run tasks")]
+MODELS_TAG = [Tag(name="models", description="the models tasks run: one file each in models/")]
+OUTCOME_DESCRIPTION = (
+    "200 once the task ended (finished with `result`, or failed, canceled or stopped with `error`), with the "
+    "parameters it ran with; 404 with its status and progress until then."
+)
 
 api = APIBlueprint("api", __name__)
 
@@ -119,65 +126,68 @@ def refuse_repeated_query_parameters() -> None:
             raise BadRequest(f"query parameter {name!r} appears more than once")
 
 
-def accept(task_type: TaskType, params: MultiplyRequest | SimulationRequest, query: SubmitQuery,
-           header: SubmitHeaders) -> tuple[dict, int, dict]:  # fmt: skip
-    task_id = lifecycle.submit(task_type, params, query.priority, header.idempotency_key)
-    return (
-        TaskAccepted(task_id=task_id).model_dump(mode="json"),
-        202,
-        {"Location": task_type.result_url(task_id)},
-    )
-
-
-def answer_poll(task_type: TaskType, task_id: uuid.UUID, outcome: type[MultiplyOutcome | SimulationOutcome]):
-    found = lifecycle.poll(task_type, task_id)
-    if isinstance(found, Result):
-        body = outcome(task_id=task_id, status=found.status, result=found.result, error=found.error)
-        return body.model_dump(mode="json", exclude_none=True)
-    return (
-        found.model_dump(mode="json"),
-        404,
-        {"Retry-After": POLL_AGAIN_SECONDS, "Cache-Control": "no-store"},
-    )
-
-
 POLL_RESPONSES = {404: PendingOrUnknown, 503: ErrorBody}
 
 
-@api.post("/multiply", summary="Queue a multiplication", responses={202: TaskAccepted, **SUBMIT_ERRORS})
-def submit_multiplication(query: SubmitQuery, header: SubmitHeaders, body: MultiplyRequest):
-    """Answers 202 at once; the job sleeps `delay` seconds, then multiplies."""
-    return accept(TASK_TYPES["multiply"], body, query, header)
+@api.get("/models", tags=MODELS_TAG, summary="The models tasks can run", responses={200: ModelList})
+def list_models():
+    """Each model's name, summary, language, URL and the JSON Schema of its parameters."""
+    models = current_app.extensions["models"].values()
+    infos = [ModelInfo(name=m.name, summary=m.summary, language=m.language, url=f"/models/{m.name}", params=m.schema)
+             for m in models]  # fmt: skip
+    return ModelList(models=infos).model_dump(mode="json")
 
 
-@api.get(
-    "/multiply/<uuid:task_id>",
-    summary="A multiplication's result",
-    responses={200: MultiplyOutcome, **POLL_RESPONSES},
-)
-def get_multiplication(path: TaskPath):
-    """200 once the task ended (finished with `result`, or failed/canceled/stopped with `error`); 404 until then."""
-    return answer_poll(TASK_TYPES["multiply"], path.task_id, MultiplyOutcome)
+def unknown_model(name: str, rest: str = "") -> None:
+    raise NotFound(f"there is no model named {name!r}; GET /models lists them")
 
 
-@api.post(
-    "/simulations",
-    summary="Queue an SEIR epidemic simulation",
-    responses={202: TaskAccepted, **SUBMIT_ERRORS},
-)
-def submit_simulation(query: SubmitQuery, header: SubmitHeaders, body: SimulationRequest):
-    """Answers 202 at once; the job runs the stochastic model `runs` times and stores a summary."""
-    return accept(TASK_TYPES["simulation"], body, query, header)
+def add_model_routes(api: APIBlueprint, model: Model) -> None:
+    """POST a task of the model and GET its outcome, at /models/<name> and at its older URL if it has one."""
+    tags = [Tag(name=model.name, description=model.summary)]
+    media = {"schema": {"$ref": f"#/components/schemas/{model.name}_params"}}
+    if model.example is not None:
+        media["example"] = model.example
+    request_body = {"requestBody": {"required": True, "content": {"application/json": media}}}
+
+    def submit(query: SubmitQuery, header: SubmitHeaders):
+        task_id = lifecycle.submit(model, request.get_json(), query.priority, header.idempotency_key)
+        location = f"{model.result_path}/{task_id}"
+        return TaskAccepted(task_id=task_id).model_dump(mode="json"), 202, {"Location": location}
+
+    def outcome(path: TaskPath):
+        found = lifecycle.poll(model, path.task_id)
+        if isinstance(found, dict):
+            return found
+        return found.model_dump(mode="json"), 404, {"Retry-After": POLL_AGAIN_SECONDS, "Cache-Control": "no-store"}
+
+    urls = {f"/models/{model.name}": model.name, model.result_path: f"{model.name}_older_url"}
+    for url, endpoint in urls.items():
+        api.post(url, endpoint=f"submit_{endpoint}", tags=tags, summary=f"Queue a {model.name} task",
+                 description=f"{model.summary} Answers 202 at once with the task's id.",
+                 responses={202: TaskAccepted, **SUBMIT_ERRORS}, openapi_extensions=request_body)(submit)  # fmt: skip
+        api.get(f"{url}/<uuid:task_id>", endpoint=f"outcome_{endpoint}", tags=tags,
+                summary=f"A {model.name} task's outcome", description=OUTCOME_DESCRIPTION,
+                responses={200: Outcome, **POLL_RESPONSES})(outcome)  # fmt: skip
 
 
-@api.get(
-    "/simulations/<uuid:task_id>",
-    summary="A simulation's summary",
-    responses={200: SimulationOutcome, **POLL_RESPONSES},
-)
-def get_simulation(path: TaskPath):
-    """200 once the task ended (finished with the summary as `result`); 404 until then."""
-    return answer_poll(TASK_TYPES["simulation"], path.task_id, SimulationOutcome)
+def openapi_schemas(model: Model) -> dict[str, dict]:
+    """A model's parameter schema as OpenAPI components: its $defs hoisted beside it, their $refs renamed."""
+    schema = {key: value for key, value in model.schema.items() if key != "$schema"}
+    definitions = schema.pop("$defs", {})
+    prefix = f"{model.name}_"
+    text = json.dumps({"params": schema, **definitions}).replace('"#/$defs/', f'"#/components/schemas/{prefix}')
+    return {f"{prefix}{name}": value for name, value in json.loads(text).items()}
+
+
+def model_api(models: Mapping[str, Model]) -> APIBlueprint:
+    """The routes of an app's models, made when the app is: the models are found at start-up."""
+    api = APIBlueprint("models", __name__)
+    api.before_request(require_api_token)
+    api.before_request(refuse_repeated_query_parameters)
+    for model in models.values():
+        add_model_routes(api, model)
+    return api
 
 
 @api.get("/tasks/<uuid:task_id>", tags=TASK_TAG, summary="One task", responses={200: TaskView, 404: ErrorBody})
@@ -205,6 +215,7 @@ def cancel_task(path: TaskPath):
 
 @api.get(
     "/health",
+    tags=SERVICE_TAG,
     summary="Whether Redis and the database answer, and the queues' state",
     responses={200: Health, 503: Health},
 )
@@ -341,10 +352,20 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
         validation_error_callback=render_validation_error,
     )
     app.request_class = StrictJSONRequest
-    app.config.from_mapping(load_settings(os.environ if environ is None else environ))
+    environ = os.environ if environ is None else environ
+    app.config.from_mapping(load_settings(environ))
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # Heroku's router
     init_app(app)
+    models = catalog.load(Path(app.config["MODELS_DIR"] or catalog.MODELS_DIR))
+    app.extensions["models"] = models
+    timeouts = {name: model.timeout for name, model in models.items()}
+    app.config["TASK_TIMEOUTS"] = task_timeouts(environ, timeouts, app.config["MODEL_TIMEOUT"])
     app.register_api(api)
+    app.register_api(model_api(models))
+    app.add_url_rule("/models/<name>", "unknown_model", unknown_model, methods=["POST"])
+    app.add_url_rule("/models/<name>/<path:rest>", "unknown_model_outcome", unknown_model)
+    for model in models.values():  # the parameter schemas the model routes' request bodies refer to
+        app.api_doc["components"]["schemas"].update(openapi_schemas(model))
     app.add_url_rule("/openapi.json", "openapi_document", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))
     mount_dashboard(app)

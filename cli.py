@@ -5,28 +5,30 @@ Imports core, schemas and lifecycle; every command runs in the app context the f
 """
 
 import json
+import logging
 import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from pydantic import ValidationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import delete
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 import lifecycle
 from core import QUEUE_NAMES, IdempotencyKey, Result, Task, db
-from lifecycle import TASK_TYPES
-from schemas import PRIORITIES, TERMINAL_STATUSES, describe_errors
+from schemas import PRIORITIES, TERMINAL_STATUSES
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
 AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 POLL_SECONDS = 0.25
+SHORT_RESULT_CHARS = 300  # a result up to this long is printed whole, as JSON
+BRIEF_CHARS = 60
 
 tasks_group = AppGroup("tasks", help="Submit and watch tasks, list and requeue failed ones, prune old ones.")
 
@@ -46,20 +48,32 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
     return params
 
 
+@tasks_group.command("models")
+def models_command() -> None:
+    """List the models tasks can run (one file each in models/)."""
+    for model in current_app.extensions["models"].values():
+        click.echo(f"{model.name:16} {model.language:6}  {model.summary}")
+
+
 @tasks_group.command("submit")
-@click.argument("task_type", type=click.Choice(list(TASK_TYPES)))
+@click.argument("model_name", metavar="MODEL")
 @click.argument("params", nargs=-1, metavar="KEY=VALUE...")
 @click.option("--priority", type=click.Choice(PRIORITIES), default="default", show_default=True)
 @click.option("--watch/--no-watch", default=True, show_default=True, help="Follow the task with a progress bar.")
-def submit_command(task_type: str, params: tuple[str, ...], priority: str, watch: bool) -> None:
-    """Queue a task, e.g. `flask tasks submit multiply x=6 y=7 delay=10`."""
-    kind = TASK_TYPES[task_type]
+def submit_command(model_name: str, params: tuple[str, ...], priority: str, watch: bool) -> None:
+    """Queue a task of MODEL (`flask tasks models` lists them), e.g. `flask tasks submit multiply x=6 y=7 delay=10`."""
+    logging.getLogger().setLevel(logging.WARNING)  # the progress bar and the result, not the service's log lines
+    models = current_app.extensions["models"]
+    if model_name not in models:
+        raise click.UsageError(f"there is no model named {model_name!r}; the models are {', '.join(models)}")
+    model = models[model_name]
     try:
-        body = kind.schema.model_validate(_parse_params(params))
-    except ValidationError as exc:
-        raise click.UsageError(describe_errors(exc)) from None
-    task_id = lifecycle.submit(kind, body, priority)
-    click.echo(f"task {task_id} queued; its result will be at {kind.result_url(task_id)}")
+        task_id = lifecycle.submit(model, _parse_params(params), priority)
+    except BadRequest as exc:
+        raise click.UsageError(exc.description) from None
+    except HTTPException as exc:
+        raise click.ClickException(exc.description) from None
+    click.echo(f"task {task_id} queued; its result will be at {model.result_path}/{task_id}")
     if watch:
         watch_task(task_id)
 
@@ -67,7 +81,8 @@ def submit_command(task_type: str, params: tuple[str, ...], priority: str, watch
 @tasks_group.command("watch")
 @click.argument("task_id", type=click.UUID)
 def watch_command(task_id: uuid.UUID) -> None:
-    """Follow a task with a progress bar until it ends; exit 1 unless it finished."""
+    """Follow a task with a progress bar until it ends and show its result; exit 1 unless it finished."""
+    logging.getLogger().setLevel(logging.WARNING)
     watch_task(task_id)
 
 
@@ -87,7 +102,31 @@ def watch_task(task_id: uuid.UUID) -> None:
         bar.update(view.progress.percent - bar.pos)
     if view.status != "finished":
         raise click.ClickException(f"task {task_id} {view.status}: {view.error}")
-    click.echo(json.dumps(db.session.get(Result, task_id).result))
+    result = db.session.get(Result, task_id).result
+    if len(text := json.dumps(result)) <= SHORT_RESULT_CHARS:
+        click.echo(text)
+        return
+    for line in summarize(result):
+        click.echo(line)
+    click.echo(f"(a summary; the whole result: GET {view.result_url})")
+
+
+def _brief(value: Any, depth: int = 0) -> str:
+    text = json.dumps(value)
+    if len(text) <= BRIEF_CHARS:
+        return text
+    if isinstance(value, list):
+        return f"[{len(value)} items: {_brief(value[0], depth + 1)} ... {_brief(value[-1], depth + 1)}]"
+    if isinstance(value, dict) and depth < 2:
+        return "{" + ", ".join(f"{key}: {_brief(item, depth + 1)}" for key, item in value.items()) + "}"
+    return text[: BRIEF_CHARS - 3] + "..."
+
+
+def summarize(result: Any) -> list[str]:
+    """A large result in a few lines: one per key, long lists as their length and ends."""
+    if isinstance(result, dict):
+        return [f"{key}: {_brief(value, 1)}" for key, value in result.items()]
+    return [_brief(result)]
 
 
 def _failed_jobs() -> list[Job]:

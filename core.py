@@ -133,8 +133,8 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         },
         "REDIS_URL": redis,
         "RQ_DASHBOARD_REDIS_URL": redis,
-        "MULTIPLY_TIMEOUT": _whole_number(environ, "MULTIPLY_TIMEOUT", 360),
-        "SIMULATION_TIMEOUT": _whole_number(environ, "SIMULATION_TIMEOUT", 600),
+        "MODEL_TIMEOUT": _whole_number(environ, "MODEL_TIMEOUT", 1800),
+        "MODELS_DIR": environ.get("MODELS_DIR") or None,  # None: models/ beside the code
         "FAILED_JOB_TTL": _whole_number(environ, "FAILED_JOB_TTL", 7 * 24 * 3600),
         "RETRY_ATTEMPTS": _whole_number(environ, "RETRY_ATTEMPTS", 3, minimum=0),
         "RETRY_BACKOFF_SECONDS": _whole_number(environ, "RETRY_BACKOFF_SECONDS", 5, minimum=0),
@@ -150,6 +150,11 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         # a byte past MAX_BODY_BYTES to know the body was too large.
         "MAX_CONTENT_LENGTH": MAX_BODY_BYTES + 1,
     }
+
+
+def task_timeouts(environ: Mapping[str, str], declared: Mapping[str, int | None], default: int) -> dict[str, int]:
+    """Each model's timeout in seconds: `<NAME>_TIMEOUT` from the environment, else its file's, else `default`."""
+    return {name: _whole_number(environ, f"{name.upper()}_TIMEOUT", own or default) for name, own in declared.items()}
 
 
 def init_app(app: Flask) -> None:

@@ -1,7 +1,7 @@
 """What can happen to a task: accept it, poll it, describe it, list it, cancel it.
 
-Shared by the HTTP API (app.py), the operator CLI (cli.py) and recovery.py. Imports core, schemas and
-tasks. Its errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
+Shared by the HTTP API (app.py), the operator CLI (cli.py) and recovery.py. Imports core, catalog,
+schemas and tasks. Its errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
 """
 
 import base64
@@ -10,12 +10,11 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import current_app
-from pydantic import BaseModel
 from redis import Redis
 from rq import Callback
 from rq.command import send_stop_job_command
@@ -26,8 +25,9 @@ from sqlalchemy.dialects.postgresql import insert
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable, UnprocessableEntity
 
 import tasks
+from catalog import Model, result_path
 from core import IdempotencyKey, Result, Task, db
-from schemas import TERMINAL_STATUSES, ListQuery, MultiplyRequest, Progress, SimulationRequest, TaskPending, TaskView
+from schemas import TERMINAL_STATUSES, InvalidRequest, ListQuery, Progress, TaskPending, TaskView
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)
@@ -35,42 +35,21 @@ DONE = Progress(percent=100, message="done")
 RETRY_FULL_QUEUE_SECONDS = 30
 
 
-@dataclass(frozen=True)
-class TaskType:
-    """A kind of task: the body it takes, the job that runs it, its timeout setting and its result URL."""
-
-    name: str
-    schema: type[BaseModel]
-    function: Callable[..., object]
-    timeout_setting: str
-    path: str
-
-    def result_url(self, task_id: uuid.UUID | str) -> str:
-        return f"{self.path}/{task_id}"
-
-
-TASK_TYPES = {
-    "multiply": TaskType("multiply", MultiplyRequest, tasks.multiply, "MULTIPLY_TIMEOUT", "/multiply"),
-    "simulation": TaskType("simulation", SimulationRequest, tasks.simulate, "SIMULATION_TIMEOUT", "/simulations"),
-}
-
-
 def _redis() -> Redis:
     return current_app.extensions["redis"]
 
 
-def _fingerprint(params: BaseModel, priority: str) -> str:
-    request = {"params": params.model_dump(mode="json", exclude_unset=True), "priority": priority}
-    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+def _fingerprint(body: Any, priority: str) -> str:
+    return hashlib.sha256(json.dumps({"params": body, "priority": priority}, sort_keys=True).encode()).hexdigest()
 
 
-def _claim_key(task_type: TaskType, key: str, fingerprint: str, task_id: uuid.UUID) -> uuid.UUID | None:
+def _claim_key(model: Model, key: str, fingerprint: str, task_id: uuid.UUID) -> uuid.UUID | None:
     """Store an idempotency key for a new task; if it is taken, the task it names (same request) or 422."""
-    claim = insert(IdempotencyKey).values(endpoint=task_type.name, key=key, fingerprint=fingerprint, task_id=task_id)
+    claim = insert(IdempotencyKey).values(endpoint=model.name, key=key, fingerprint=fingerprint, task_id=task_id)
     # A concurrent request with the same key waits here until the first one commits or rolls back.
     if db.session.execute(claim.on_conflict_do_nothing().returning(IdempotencyKey.task_id)).scalar() is not None:
         return None
-    stored = db.session.get(IdempotencyKey, (task_type.name, key))
+    stored = db.session.get(IdempotencyKey, (model.name, key))
     earlier, same = stored.task_id, stored.fingerprint == fingerprint
     db.session.rollback()
     if not same:
@@ -78,16 +57,15 @@ def _claim_key(task_type: TaskType, key: str, fingerprint: str, task_id: uuid.UU
     return earlier
 
 
-def enqueue(task_type: TaskType, task: Task) -> None:
+def enqueue(task: Task) -> None:
     """Put an accepted task's job on its queue, under the task's id."""
     current_app.extensions["queues"][task.priority].enqueue(
-        task_type.function,
-        args=(str(task.task_id),),
-        kwargs=task.params,
+        tasks.run_model,
+        args=(str(task.task_id), task.type, task.params),
         job_id=str(task.task_id),
         description=f"{task.type} {task.task_id}",  # the dashboard shows it unescaped: never client data
         meta={"type": task.type},
-        job_timeout=current_app.config[task_type.timeout_setting],
+        job_timeout=current_app.config["TASK_TIMEOUTS"].get(task.type, current_app.config["MODEL_TIMEOUT"]),
         result_ttl=current_app.config["RESULT_TTL"],  # Postgres is the record; Redis keeps it briefly
         failure_ttl=current_app.config["FAILED_JOB_TTL"],
         on_failure=Callback(tasks.record_failure),
@@ -95,34 +73,43 @@ def enqueue(task_type: TaskType, task: Task) -> None:
 
 
 INSERT_TASK = insert(Task.__table__)
+# A result URL's 200: the outcome and the parameters it ran with, in one SELECT.
+ENDED = select(Result.type, Result.status, Result.result, Result.error, Task.params).outerjoin(
+    Task, Task.task_id == Result.task_id
+)
 
 
-def submit(task_type: TaskType, params: BaseModel, priority: str = "default", key: str | None = None) -> uuid.UUID:
-    """Accept a task: record it in Postgres, then queue it. A repeated idempotency key gives the first task."""
+def submit(model: Model, body: Any, priority: str = "default", key: str | None = None) -> uuid.UUID:
+    """Accept a task: check its parameters (400), record it in Postgres, then queue it. A repeated idempotency
+    key gives the first task."""
+    try:
+        params = model.validate(body)
+    except InvalidRequest as exc:
+        raise BadRequest(str(exc)) from None
     if current_app.extensions["queues"][priority].count >= current_app.config["MAX_QUEUE_DEPTH"]:
         raise ServiceUnavailable(
             f"the {priority} queue is full ({current_app.config['MAX_QUEUE_DEPTH']} tasks waiting); try again later",
             retry_after=RETRY_FULL_QUEUE_SECONDS,
         )
     task_id = uuid.uuid4()
-    if key is not None and (earlier := _claim_key(task_type, key, _fingerprint(params, priority), task_id)):
+    if key is not None and (earlier := _claim_key(model, key, _fingerprint(body, priority), task_id)):
         log.info("task %s requested again with its idempotency key", earlier)
         return earlier
-    task = Task(task_id=task_id, type=task_type.name, priority=priority, params=params.model_dump(mode="json"))
+    task = Task(task_id=task_id, type=model.name, priority=priority, params=params)
     # A Core INSERT made once: the ORM's unit of work cost a fifth of a POST for one row, building the
     # statement and its ORM bulk-insert path a tenth more.
     db.session.execute(INSERT_TASK, {"task_id": task_id, "type": task.type, "priority": priority,
                                      "params": task.params})  # fmt: skip
     db.session.commit()
     try:
-        enqueue(task_type, task)
+        enqueue(task)
     except Exception:
         # Nothing half-done: a task that is not queued must not look accepted.
         db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.task_id == task_id))
         db.session.execute(delete(Task).where(Task.task_id == task_id))
         db.session.commit()
         raise
-    log.info("task %s accepted (%s, priority %s)", task_id, task_type.name, priority)
+    log.info("task %s accepted (%s, priority %s)", task_id, model.name, priority)
     return task_id
 
 
@@ -162,10 +149,11 @@ def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskV
         priority=task.priority if task else job.origin if job else "default",
         status=status,
         progress=_progress(status, job.meta if job else {}),
+        params=task.params if task else job.args[2] if job and len(job.args) > 2 else None,
         enqueued_at=task.enqueued_at if task else _aware(job.enqueued_at) if job else None,
         started_at=result.started_at if result else _aware(job.started_at) if job else None,
         ended_at=result.ended_at if result else None,
-        result_url=TASK_TYPES[name].result_url(task_id),
+        result_url=f"{result_path(name)}/{task_id}",
         error=result.error if result else None,
     )
 
@@ -184,24 +172,25 @@ def find(task_id: uuid.UUID) -> TaskView:
     return describe(*_lookup(task_id))
 
 
-def poll(task_type: TaskType, task_id: uuid.UUID) -> Result | TaskPending:
-    """The result row of a task of this type once it has one, else where the task is; 404 if unknown.
+def poll(model: Model, task_id: uuid.UUID) -> dict[str, Any] | TaskPending:
+    """The outcome of a task of this model once it has ended, else where the task is; 404 if unknown.
 
     The hot path of every polling client: one primary-key SELECT, then two fields of the job's hash.
     """
-    result = db.session.get(Result, task_id)
-    if result is not None and result.type == task_type.name:
-        return result
-    if result is None:
+    ended = db.session.execute(ENDED.where(Result.task_id == task_id)).first()
+    if ended is not None and ended.type == model.name:
+        body = {"task_id": str(task_id), "status": ended.status, "params": ended.params}
+        return body | ({"result": ended.result} if ended.status == "finished" else {"error": ended.error})
+    if ended is None:
         status, meta = _redis().hmget(Job.key_for(str(task_id)), "status", "meta")
         meta = JSONSerializer.loads(meta) if meta else {}
-        if status is not None and meta.get("type") == task_type.name:
+        if status is not None and meta.get("type") == model.name:
             status = status.decode()
             return TaskPending(task_id=task_id, status=status, progress=_progress(status, meta))
         task = db.session.get(Task, task_id)
-        if task is not None and task.type == task_type.name:
+        if task is not None and task.type == model.name:
             return TaskPending(task_id=task_id, status="queued", progress=PENDING)  # its job is not in Redis
-    raise NotFound(f"no {task_type.name} task has the id {task_id}")
+    raise NotFound(f"no {model.name} task has the id {task_id}")
 
 
 def _encode_cursor(view: TaskView) -> str:

@@ -145,5 +145,5 @@ class Watchman(threading.Thread):
                 del self.missing_since[task_id]
                 if (task := db.session.get(Task, task_id)) is None:
                     continue  # its submit failed and took the row back meanwhile
-                lifecycle.enqueue(lifecycle.TASK_TYPES[task.type], task)
+                lifecycle.enqueue(task)
                 log.warning("task %s: its job was lost from Redis; queued again", task_id)

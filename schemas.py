@@ -5,27 +5,22 @@ A pure module: imports nothing of ours.
 """
 
 import json
-import secrets
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     RootModel,
     ValidationError,
-    ValidationInfo,
-    field_validator,
 )
-from pydantic_core import PydanticCustomError
 
-MAX_MAGNITUDE = 1e150
-MAX_DELAY_SECONDS = 300.0
 PRIORITIES = ("high", "default", "low")
+MODEL_NAME = r"^[a-z][a-z0-9_]{0,39}$"
 TERMINAL_STATUSES = ("finished", "failed", "canceled", "stopped")
 STATUSES = ("queued", "started", "deferred", "scheduled", *TERMINAL_STATUSES)
 Priority = Literal["high", "default", "low"]
@@ -36,55 +31,6 @@ Status = Literal["queued", "started", "deferred", "scheduled", "finished", "fail
 
 class InvalidRequest(ValueError):
     """A request body that does not follow its schema; the message says why, for a person."""
-
-
-def _exact_magnitude(value: Any) -> Any:
-    # An integer just past 10**150 would round to 1e150 as a float: compare it as the integer it is.
-    if type(value) is int and abs(value) > 10**150:
-        raise PydanticCustomError("out_of_range", "magnitude must be at most 1e+150")
-    return value
-
-
-Operand = Annotated[
-    float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False), BeforeValidator(_exact_magnitude)
-]
-
-
-class MultiplyRequest(BaseModel):
-    """The body of POST /multiply."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    x: Operand
-    y: Operand
-    delay: Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS, allow_inf_nan=False)] = 0.0
-
-
-class SimulationRequest(BaseModel):
-    """The body of POST /simulations: a stochastic SEIR epidemic, `runs` times over `days` days."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    population: Annotated[int, Field(ge=1, le=1_000_000_000, description="people in the population")]
-    initial_infected: Annotated[int, Field(ge=1, description="infectious people on day 0, at most population")]
-    r0: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False, description="basic reproduction number")]
-    incubation_days: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False, description="mean latent period")]
-    infectious_days: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False, description="mean infectious period")]
-    days: Annotated[int, Field(ge=1, le=1000, description="days to simulate")]
-    runs: Annotated[int, Field(ge=1, le=100_000, description="replicate runs")]
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1, description="random seed; one is drawn if absent")] = Field(
-        default_factory=lambda: secrets.randbits(63)
-    )
-
-    @field_validator("initial_infected")
-    @classmethod
-    def _at_most_population(cls, value: int, info: ValidationInfo) -> int:
-        population = info.data.get("population")
-        if population is not None and value > population:
-            raise PydanticCustomError(
-                "too_many", "must be at most population ({population})", {"population": population}
-            )
-        return value
 
 
 _SCHEMAS: dict[type, dict[str, Any]] = {}
@@ -134,7 +80,7 @@ class ListQuery(RequestPart):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    type: Literal["multiply", "simulation"] | None = None
+    type: str | None = Field(None, pattern=MODEL_NAME, description="a model's name")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
@@ -164,41 +110,26 @@ class PendingOrUnknown(RootModel[TaskPending | ErrorBody]):
     """A result URL's 404: the task is known but not done (status, progress), or unknown (error)."""
 
 
-class MultiplyOutcome(BaseModel):
+class Outcome(BaseModel):
+    """A result URL's 200: the task ended."""
+
     task_id: UUID
     status: Status
-    result: float | None = Field(None, description="present when finished")
+    params: dict[str, Any] | None = Field(None, description="the parameters it ran with")
+    result: Any = Field(None, description="present when finished: what the model returned")
     error: str | None = Field(None, description="present when failed, canceled or stopped")
 
 
-class Band(BaseModel):
-    low: float = Field(description="5th percentile across runs")
-    median: float
-    high: float = Field(description="95th percentile across runs")
+class ModelInfo(BaseModel):
+    name: str
+    summary: str
+    language: Literal["python", "r"]
+    url: str = Field(description="POST parameters here; results at <url>/<task_id>")
+    params: dict[str, Any] = Field(description="a JSON Schema (2020-12) of the parameters")
 
 
-class InfectiousCurve(BaseModel):
-    low: list[float]
-    median: list[float]
-    high: list[float]
-
-
-class SimulationSummary(BaseModel):
-    days: int
-    runs: int
-    seed: int
-    infectious: InfectiousCurve = Field(description="infectious people per day, day 0 first")
-    peak_day: Band
-    peak_size: Band
-    final_size: Band = Field(description="people ever infected")
-    died_out: float = Field(description="share of runs with nobody exposed or infectious at the end")
-
-
-class SimulationOutcome(BaseModel):
-    task_id: UUID
-    status: Status
-    result: SimulationSummary | None = Field(None, description="present when finished")
-    error: str | None = Field(None, description="present when failed, canceled or stopped")
+class ModelList(BaseModel):
+    models: list[ModelInfo]
 
 
 class TaskView(BaseModel):
@@ -209,6 +140,7 @@ class TaskView(BaseModel):
     priority: Priority
     status: Status
     progress: Progress
+    params: dict[str, Any] | None = Field(description="the parameters it runs with")
     enqueued_at: Timestamp | None
     started_at: Timestamp | None
     ended_at: Timestamp | None
@@ -246,10 +178,19 @@ def _reject_constant(name: str) -> None:
     raise InvalidRequest(f"{name} is not a number JSON allows; send a finite number")
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise InvalidRequest(f"{text[:40]} is too large for a number; send a finite number")
+    return number
+
+
 def parse_json(body: bytes) -> Any:
-    """Parse a body as strict JSON: no repeated keys, no NaN or Infinity."""
+    """Parse a body as strict JSON: no repeated keys, no NaN or Infinity, no number that overflows."""
     try:
-        return json.loads(body, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+        return json.loads(
+            body, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant, parse_float=_finite
+        )
     except InvalidRequest:
         raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, over-long integers
@@ -280,3 +221,43 @@ def describe_errors(exc: ValidationError) -> str:
     """Every problem a validation found, in words that name the field."""
     where = "query parameter" if exc.title.endswith("Query") else "header" if exc.title.endswith("Headers") else "key"
     return "; ".join(_describe(error, where) for error in exc.errors())
+
+
+TYPE_NAMES = {"number": "a number", "integer": "an integer", "string": "a string", "boolean": "true or false",
+              "array": "an array", "object": "an object", "null": "null"}  # fmt: skip
+BOUNDS = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "over", "exclusiveMaximum": "under"}
+
+
+def _number(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) and abs(bound) < 10**15 else f"{bound:g}"
+
+
+def _describe_schema_error(error: Any) -> str:
+    """One jsonschema error in the words _describe uses for pydantic's."""
+    field = ".".join(str(part) for part in error.absolute_path)
+    kind, expected, value = error.validator, error.validator_value, error.instance
+    if kind == "required":
+        missing = [name for name in expected if name not in value]
+        return "; ".join(f"key '{'.'.join(filter(None, (field, name)))}' is required" for name in missing)
+    if kind == "additionalProperties":
+        unknown = [name for name in value if name not in error.schema.get("properties", {})]
+        return "; ".join(f"unknown key '{'.'.join(filter(None, (field, name)))}'" for name in unknown)
+    if kind == "type":
+        names = [TYPE_NAMES.get(name, name) for name in ([expected] if isinstance(expected, str) else expected)]
+        return f"'{field}' must be {' or '.join(names)}, not {json.dumps(value)[:40]}"
+    if kind in BOUNDS:
+        return f"'{field}' must be {BOUNDS[kind]} {_number(expected)}"
+    if kind in ("minItems", "maxItems"):
+        bound = "at least" if kind == "minItems" else "at most"
+        return f"'{field}' must have {bound} {expected} items, not {len(value)}"
+    if kind in ("minLength", "maxLength"):
+        return f"'{field}' must be {'at least' if kind == 'minLength' else 'at most'} {expected} characters long"
+    if kind == "enum":
+        return f"'{field}' must be one of {', '.join(json.dumps(option) for option in expected)}"
+    return f"'{field}': {error.message}"
+
+
+def describe_schema_errors(errors: list[Any]) -> str:
+    """Every problem a JSON Schema validation found, in words that name the field, in the order of the fields."""
+    ordered = sorted(errors, key=lambda error: [str(part) for part in error.absolute_path])
+    return "; ".join(_describe_schema_error(error) for error in ordered)

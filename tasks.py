@@ -1,6 +1,6 @@
 """The job functions the workers run: progress, retries of transient faults, and outcomes in Postgres.
 
-Imports core and the pure modules (epidemic). Every function here runs inside the app context the
+Imports core and catalog (the models). Every function here runs inside the app context the
 worker pushes per job; none imports app.
 """
 
@@ -24,8 +24,8 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from catalog import ModelFailed
 from core import AUTOCOMMIT, Result, db
-from epidemic import simulate_seir
 
 log = logging.getLogger(__name__)
 
@@ -157,28 +157,21 @@ def retry_transient_faults(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @retry_transient_faults
-def multiply(task_id: str, x: float, y: float, delay: float = 0.0) -> float:
-    """Sleep `delay` seconds (reporting progress), then store and return x * y."""
+def run_model(task_id: str, name: str, params: dict[str, Any]) -> Any:
+    """Run a model (catalog.py) on a task's parameters, reporting progress, and store its result."""
     job = get_current_job()
-    progress = ProgressReporter(job)
-    deadline = time.monotonic() + delay
-    while (left := deadline - time.monotonic()) > 0:
-        progress.report(100 * (1 - left / delay), "waiting")
-        time.sleep(min(left, PROGRESS_INTERVAL_SECONDS))
-    product = x * y
-    write_result(task_id, "multiply", "finished", result=product, started_at=job.started_at)
-    return product
-
-
-@retry_transient_faults
-def simulate(task_id: str, **params: Any) -> dict:
-    """Run the SEIR model (reporting progress day by day) and store its summary."""
-    job = get_current_job()
-    progress = ProgressReporter(job)
-    days = params["days"]
-    summary = simulate_seir(**params, on_day=lambda day: progress.report(100 * day / days, f"day {day} of {days}"))
-    write_result(task_id, "simulation", "finished", result=summary, started_at=job.started_at)
-    return {"peak_size": summary["peak_size"], "final_size": summary["final_size"]}
+    model = current_app.extensions["models"].get(name)
+    if model is None:
+        raise ModelFailed(f"this worker has no model named {name!r} (was models/{name}.* removed?)")
+    running = current_app.extensions.get("running_job")
+    on_start = running.set_group if running is not None else lambda group: None
+    result = model.run(params, ProgressReporter(job).report, task=task_id, on_start=on_start)
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelFailed(f"the model returned a value JSON cannot hold ({exc})") from None
+    write_result(task_id, name, "finished", result=result, started_at=job.started_at)
+    return result
 
 
 def record_failure(
@@ -190,6 +183,8 @@ def record_failure(
         status, error = "stopped", "stopped on request while running"
     elif isinstance(value, JobTimeoutException):
         status, error = "failed", f"the task ran longer than its timeout of {job.timeout} s and was stopped"
+    elif isinstance(value, ModelFailed):
+        status, error = "failed", str(value)
     else:
         status, error = "failed", f"{kind.__name__}: {value}"
     write_result(job.id, job.meta["type"], status, error=error, started_at=job.started_at)

@@ -11,6 +11,7 @@ import mmap
 import os
 import resource
 import signal
+import struct
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ import uuid
 from base64 import b64encode
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -36,6 +38,7 @@ from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+import catalog
 import lifecycle
 from app import LOG_FORMAT, create_app
 from core import QUEUE_NAMES, load_settings
@@ -52,6 +55,8 @@ MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
 HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
 RELEASE_CHECK_SECONDS = 0.1
+JOB_ID_BYTES = 48
+GROUP = struct.Struct("q")
 # Both scripts use RQ 2's key layout (rq:job:, rq:execution:, rq:wip:, ...), pinned with RQ itself.
 # Take jobs and mark them started, in one round trip: the state RQ's worker writes in its two preparation
 # pipelines (job, execution, started registry, worker), written the same way. It takes the job named in
@@ -140,17 +145,32 @@ Taken = tuple[TakenJob, Queue, Execution]
 
 
 class RunningJob:
-    """The id of the job a worker process runs now, in memory shared with main(), which outlives it: a job
-    still named there when the process died is the one that killed it. Job ids are 36 characters here."""
+    """The id of the job a worker process runs now, and the process group of the R process it runs (if any), in
+    memory shared with main(), which outlives it: a job still named there when the process died is the one
+    that killed it, and what it left running is killed then. Job ids are 36 characters here."""
 
     def __init__(self) -> None:
-        self._memory = mmap.mmap(-1, 64)
+        self._memory = mmap.mmap(-1, JOB_ID_BYTES + GROUP.size)
 
     def get(self) -> str:
-        return self._memory[:].rstrip(b"\0").decode()
+        return self._memory[:JOB_ID_BYTES].rstrip(b"\0").decode()
 
     def set(self, job_id: str) -> None:
-        self._memory[:] = job_id.encode().ljust(len(self._memory), b"\0")
+        self._memory[:JOB_ID_BYTES] = job_id.encode().ljust(JOB_ID_BYTES, b"\0")
+
+    def set_group(self, group: int) -> None:
+        """rscript.run names the process group it starts (0 once it is gone)."""
+        GROUP.pack_into(self._memory, JOB_ID_BYTES, group)
+
+    def kill_group(self) -> None:
+        """Kill what the job of a dead worker process left running."""
+        if group := GROUP.unpack_from(self._memory, JOB_ID_BYTES)[0]:
+            try:
+                os.killpg(group, signal.SIGKILL)
+                log.warning("killed the processes (group %d) its job had started", group)
+            except ProcessLookupError:
+                pass
+            self.set_group(0)
 
 
 class AppWorker(SimpleWorker):
@@ -165,6 +185,7 @@ class AppWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.app = app
         self.running_job = running or RunningJob()
+        app.extensions["running_job"] = self.running_job  # tasks.run_model names its R process group there
         self.watchman = Watchman(app, self)
         self.stop_signalled = False
         self.handing_back = False
@@ -495,7 +516,8 @@ def main() -> None:
     process then waits for it and exits 0.
     """
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    load_settings(os.environ)  # a bad setting stops this process at once, rather than every child in a loop
+    # A bad setting or a broken model file stops this process at once, rather than every child in a loop.
+    catalog.load(Path(load_settings(os.environ)["MODELS_DIR"] or catalog.MODELS_DIR))
     running = RunningJob()
     stop = threading.Event()
     child = 0
@@ -519,6 +541,7 @@ def main() -> None:
             os.kill(child, signal.SIGTERM)
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
         pid, child = child, 0
+        running.kill_group()
         if stop.is_set() or code == 0:
             return
         if code == RETIRED:

@@ -3,11 +3,15 @@
 Real services only: TEST_DATABASE_URL and TEST_REDIS_URL, defaulting to this machine's local servers.
 """
 
+import atexit
+import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +24,6 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from pydantic import BaseModel
 from redis import Redis
 from rq import Worker
 from sqlalchemy import make_url, text
@@ -28,7 +31,6 @@ from sqlalchemy import make_url, text
 import lifecycle
 from app import create_app
 from core import Result, db
-from lifecycle import TaskType
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +39,25 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
 DASHBOARD_PASSWORD = "test-dashboard-password"
 
 
+@functools.cache
+def models_dir() -> str:
+    """The service's models and the tests' own (tests/models/: models that fail, crash, leak or never end), in
+    one directory of links for MODELS_DIR, removed when the tests end."""
+    directory = Path(tempfile.mkdtemp(prefix="models-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    for file in [*(ROOT / "models").iterdir(), *(ROOT / "tests" / "models").iterdir()]:
+        if file.is_file():
+            (directory / file.name).symlink_to(file)
+    return str(directory)
+
+
 def service_env(**overrides: str) -> dict[str, str]:
-    """The environment the service reads, pointed at the test database and Redis."""
+    """The environment the service reads, pointed at the test database and Redis, with the test models."""
     env = {
         "DATABASE_URL": TEST_DATABASE_URL,
         "REDIS_URL": TEST_REDIS_URL,
         "RQ_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD,
+        "MODELS_DIR": models_dir(),
     }
     return env | overrides
 
@@ -140,11 +155,10 @@ def submit(client: FlaskClient, path: str = "/multiply", **body: object) -> str:
     return response.json["task_id"]
 
 
-def submit_job(app: Flask, function: Callable[..., object], params: BaseModel) -> str:
-    """Queue, through the real submit path, a `multiply` task that runs another job function (tests.jobs)."""
-    kind = TaskType("multiply", type(params), function, "MULTIPLY_TIMEOUT", "/multiply")
+def submit_task(app: Flask, model: str, **params: object) -> str:
+    """Queue a task of a model (the test models in tests/models/ included) through the real submit path."""
     with app.app_context():
-        return str(lifecycle.submit(kind, params))
+        return str(lifecycle.submit(app.extensions["models"][model], params))
 
 
 def row(app: Flask, task_id: str) -> Result | None:

@@ -54,7 +54,8 @@ def test_submit_poll_cycle(app: Flask, client: FlaskClient, run_worker) -> None:
 
     done = client.get(f"/multiply/{task_id}")
     assert done.status_code == 200
-    assert done.json == {"task_id": task_id, "status": "finished", "result": 10.0}
+    assert done.json == {"task_id": task_id, "status": "finished", "params": {"x": 2.5, "y": 4.0, "delay": 0.0},
+                         "result": 10.0}  # fmt: skip
     assert client.get(f"/multiply/{task_id.upper()}").json == done.json
 
 
@@ -73,9 +74,9 @@ def test_job_payload_is_json_and_carries_the_task_id(app: Flask, client: FlaskCl
     task_id = submit(client, x=3, y=4, delay=1.5)
     raw = app.extensions["redis"].hget(f"rq:job:{task_id}", "data")
     func, _, args, kwargs = json.loads(zlib.decompress(raw))
-    assert func == "tasks.multiply"
-    assert args == [task_id]
-    assert kwargs == {"x": 3.0, "y": 4.0, "delay": 1.5}
+    assert func == "tasks.run_model"
+    assert args == [task_id, "multiply", {"x": 3.0, "y": 4.0, "delay": 1.5}]
+    assert kwargs == {}
     description = app.extensions["redis"].hget(f"rq:job:{task_id}", "description")
     assert description == f"multiply {task_id}".encode()
 
@@ -107,6 +108,7 @@ def test_a_rerun_overwrites_the_row_with_its_latest_outcome(app: Flask, client: 
     assert client.get(f"/multiply/{task_id}").json == {
         "task_id": task_id,
         "status": "finished",
+        "params": {"x": 6.0, "y": 7.0, "delay": 0.0},
         "result": 42.0,
     }
 

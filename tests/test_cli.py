@@ -57,7 +57,8 @@ def test_submit_refuses_bad_parameters(app: Flask) -> None:
         (["multiply", "x=6", "y=true"], "'y' must be a number"),
         (["multiply", "x=6", "y"], "is not KEY=VALUE"),
         (["multiply", "x=6", "y=seven"], "must be a JSON value"),
-        (["divide", "x=6", "y=7"], "'divide' is not one of"),
+        (["divide", "x=6", "y=7"], "there is no model named 'divide'; the models are"),
+        (["r_echo", "x=1", "y=2.5"], "'y' must be an integer"),
     ):
         outcome = app.test_cli_runner().invoke(args=["tasks", "submit", *args])
         assert outcome.exit_code == 2
@@ -121,3 +122,24 @@ def test_prune_deletes_tasks_that_ended_before_the_age(app: Flask, run_worker) -
         assert db.session.get(Result, uuid.UUID(keyed)) is not None
         assert db.session.get(Task, uuid.UUID(queued)) is not None
         assert db.session.scalar(select(func.count()).select_from(Task)) == 3
+
+
+@pytest.mark.slow
+def test_submit_prints_a_summary_of_a_large_result_and_no_log_lines(app: Flask, worker_process) -> None:
+    command = ["flask", "tasks", "submit", "simulation", "population=10000", "initial_infected=5", "r0=2",
+               "incubation_days=3", "infectious_days=5", "days=1000", "runs=20", "seed=1"]  # fmt: skip
+    environ = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | service_env()
+    done = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no log lines: the service logs to standard error
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) < 20 and len(done.stdout) < 2000  # 3 x 1,001 numbers in the result
+    assert any(line.startswith("infectious: {low: [1001 items: ") for line in lines)
+    assert "final_size: {" in done.stdout
+    assert lines[-1].startswith("(a summary; the whole result: GET /simulations/")
+
+
+def test_models_are_listed(app: Flask) -> None:
+    output = invoke(app, "models").output
+    assert re.search(r"^enkf +r +\S", output, re.MULTILINE)
+    assert re.search(r"^multiply +python +Multiply two numbers", output, re.MULTILINE)

@@ -54,15 +54,18 @@ def test_health_is_503_when_the_database_is_down(migrated_database: str) -> None
         assert response.json["redis"] == {"ok": True}
 
 
-def test_the_openapi_document_is_valid_and_covers_every_endpoint(client: FlaskClient) -> None:
+def test_the_openapi_document_is_valid_and_covers_every_endpoint(app: Flask, client: FlaskClient) -> None:
     document = client.get("/openapi.json").json
     validate(document)
     operations = {(path, method) for path, item in document["paths"].items() for method in item}
-    assert operations == {
+    per_model = {(f"/models/{name}", "post") for name in app.extensions["models"]}
+    per_model |= {(f"/models/{name}/{{task_id}}", "get") for name in app.extensions["models"]}
+    assert operations == per_model | {
         ("/multiply", "post"),
         ("/multiply/{task_id}", "get"),
         ("/simulations", "post"),
         ("/simulations/{task_id}", "get"),
+        ("/models", "get"),
         ("/tasks", "get"),
         ("/tasks/{task_id}", "get"),
         ("/tasks/{task_id}", "delete"),
@@ -72,9 +75,24 @@ def test_the_openapi_document_is_valid_and_covers_every_endpoint(client: FlaskCl
     assert set(submit["responses"]) == {"202", "400", "413", "422", "503"}
     parameters = {parameter["name"] for parameter in submit["parameters"]}
     assert {"priority", "Idempotency-Key"} <= parameters
-    schema = document["components"]["schemas"]["MultiplyRequest"]
-    assert schema["properties"]["x"]["maximum"] == 1e150
+    schema = document["components"]["schemas"]["multiply_params"]
+    assert schema["properties"]["x"]["maximum"] == 10**150
     assert schema["additionalProperties"] is False
+
+
+def test_the_docs_group_each_models_operations_with_its_own_schema_and_an_example(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").json
+    for name in ("multiply", "simulation", "enkf"):
+        operation = document["paths"][f"/models/{name}"]["post"]
+        assert operation["tags"] == [name]
+        media = operation["requestBody"]["content"]["application/json"]
+        assert media["schema"] == {"$ref": f"#/components/schemas/{name}_params"}
+        schema = document["components"]["schemas"][f"{name}_params"]
+        assert set(media["example"]) <= set(schema["properties"])
+        assert set(schema["required"]) <= set(media["example"])
+        assert document["paths"][f"/models/{name}/{{task_id}}"]["get"]["tags"] == [name]
+    assert {tag["name"] for tag in document["tags"]} >= {"multiply", "simulation", "enkf", "tasks", "models"}
+    assert all(operation.get("tags") for item in document["paths"].values() for operation in item.values())
 
 
 def test_the_docs_page_loads_nothing_from_another_site(client: FlaskClient) -> None:

@@ -10,8 +10,7 @@ import pytest
 from flask import Flask
 from rq import Worker
 
-from tests import jobs
-from tests.conftest import row, service_env, start_process, stop_process, submit_job, wait_for
+from tests.conftest import row, service_env, start_process, stop_process, submit_task, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(120)]
 
@@ -31,7 +30,7 @@ def test_a_job_that_kills_its_worker_process_runs_again_on_a_fresh_one(
 ) -> None:
     process, log = worker_process, tmp_path / "worker.log"
     [first] = worker_names(app)
-    task_id = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=6, y=7, crashes=1))
+    task_id = submit_task(app, "crash", x=6, y=7, crashes=1)
     submitted = time.monotonic()
 
     assert wait_for(lambda: finished(app, task_id), 60, "the task to finish on a fresh worker process") == 42
@@ -46,7 +45,7 @@ def test_a_job_that_kills_its_worker_process_runs_again_on_a_fresh_one(
 @pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
 def test_a_job_that_kills_every_worker_process_fails_after_three(app: Flask, worker_process, tmp_path: Path) -> None:
     process, log = worker_process, tmp_path / "worker.log"
-    deadly = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=6, y=7, crashes=99))
+    deadly = submit_task(app, "crash", x=6, y=7, crashes=99)
     submitted = time.monotonic()
 
     failed = wait_for(lambda: (found := row(app, deadly)) and found.status == "failed" and found, 100, "it to fail")
@@ -55,7 +54,7 @@ def test_a_job_that_kills_every_worker_process_fails_after_three(app: Flask, wor
     assert int(app.extensions["redis"].get(f"test:runs:{deadly}")) == 3
     assert app.extensions["queues"]["default"].failed_job_registry.get_job_ids() == [deadly]
     assert process.poll() is None
-    after = submit_job(app, jobs.crash_then_multiply, jobs.CrashParams(x=4, y=5, crashes=0))
+    after = submit_task(app, "crash", x=4, y=5, crashes=0)
     assert wait_for(lambda: finished(app, after), 60, "the next task to finish") == 20
     assert log.read_text().count(f"running task {deadly}; starting another") == 3
 
@@ -66,13 +65,13 @@ def test_a_worker_process_past_its_memory_limit_retires_for_a_fresh_one(
 ) -> None:
     process, log = worker_process, tmp_path / "worker.log"
     [first] = worker_names(app)
-    leaky = submit_job(app, jobs.leak_then_multiply, jobs.LeakParams(x=2, y=3, megabytes=250))
+    leaky = submit_task(app, "leak", x=2, y=3, megabytes=250)
     assert wait_for(lambda: finished(app, leaky), 60, "the leaking task to finish") == 6
     ended = time.monotonic()
 
     wait_for(lambda: worker_names(app) and first not in worker_names(app), 30, "a fresh worker process")
     print(f"\nleaking job: a fresh worker process waited for jobs {time.monotonic() - ended:.1f} s after it ended")
-    after = submit_job(app, jobs.leak_then_multiply, jobs.LeakParams(x=4, y=5, megabytes=1))
+    after = submit_task(app, "leak", x=4, y=5, megabytes=1)
     assert wait_for(lambda: finished(app, after), 60, "the next task to finish") == 20
     assert process.poll() is None
     text = log.read_text()

@@ -10,26 +10,20 @@ from datetime import datetime
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pydantic import BaseModel
 from rq.job import Job
 
 from tasks import ProgressReporter
-from tests import jobs
-from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, submit_job, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, submit_task, wait_for
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{DASHBOARD_PASSWORD}".encode()).decode()}
 
 
-class FailingParams(BaseModel):
-    x: float
-    y: float
-    failures: int
-    fault: str
-
-
 def submit_failing(app: Flask, failures: int, fault: str) -> str:
-    """Queue, through the real submit path, a multiplication that fails `failures` times first."""
-    return submit_job(app, jobs.fail_then_multiply, FailingParams(x=6, y=7, failures=failures, fault=fault))
+    """Queue, through the real submit path, a multiplication that fails `failures` times first (tests/models)."""
+    return submit_task(app, "flaky", x=6, y=7, failures=failures, fault=fault)
+
+
+FLAKY = {"x": 6.0, "y": 7.0, "failures": 1, "fault": "data"}
 
 
 def runs(app: Flask, task_id: str) -> int:
@@ -160,9 +154,14 @@ def test_a_deterministic_error_is_not_retried_and_gives_a_failed_row(quick_retry
     task_id = submit_failing(quick_retry_app, failures=1, fault="data")
     run_worker(quick_retry_app)
     assert runs(quick_retry_app, task_id) == 1
-    answer = quick_retry_app.test_client().get(f"/multiply/{task_id}")
+    answer = quick_retry_app.test_client().get(f"/models/flaky/{task_id}")
     assert answer.status_code == 200
-    assert answer.json == {"task_id": task_id, "status": "failed", "error": "ValueError: bad data on run 1"}
+    assert answer.json == {
+        "task_id": task_id,
+        "status": "failed",
+        "params": FLAKY,
+        "error": "ValueError: bad data on run 1",
+    }
     assert task_id in quick_retry_app.extensions["queues"]["default"].failed_job_registry
 
 
@@ -181,18 +180,19 @@ def test_retries_wait_their_backoff(backoff_app: Flask, run_worker) -> None:
     time.sleep(1.2)
     run_worker(backoff_app)
     assert runs(backoff_app, task_id) == 2
-    assert client.get(f"/multiply/{task_id}").json["result"] == 42.0
+    assert client.get(f"/models/flaky/{task_id}").json["result"] == 42.0
 
 
 def test_a_failed_task_requeued_from_the_dashboard_finishes(app: Flask, run_worker) -> None:
     task_id = submit_failing(app, failures=1, fault="data")
     run_worker(app)
     client = app.test_client()
-    assert client.get(f"/multiply/{task_id}").json["status"] == "failed"
+    assert client.get(f"/models/flaky/{task_id}").json["status"] == "failed"
     assert client.post(f"/rq/job/{task_id}/requeue", headers=AUTH | {"Origin": "http://localhost"}).status_code == 200
-    assert json.loads(app.extensions["redis"].hget(f"rq:job:{task_id}", "meta")) == {"type": "multiply"}  # not pickle
+    assert json.loads(app.extensions["redis"].hget(f"rq:job:{task_id}", "meta")) == {"type": "flaky"}  # not pickle
     run_worker(app)
-    assert client.get(f"/multiply/{task_id}").json == {"task_id": task_id, "status": "finished", "result": 42.0}
+    assert client.get(f"/models/flaky/{task_id}").json == {"task_id": task_id, "status": "finished", "params": FLAKY,
+                                                           "result": 42.0}  # fmt: skip
     assert app.extensions["queues"]["default"].failed_job_registry.count == 0
 
 
@@ -203,7 +203,7 @@ def test_a_canceled_queued_task_never_runs(app: Flask, client: FlaskClient, run_
     assert canceled.json["status"] == "canceled"
     run_worker(app)
     assert runs(app, task_id) == 0
-    assert client.get(f"/multiply/{task_id}").json["status"] == "canceled"
+    assert client.get(f"/models/flaky/{task_id}").json["status"] == "canceled"
     again = client.delete(f"/tasks/{task_id}")
     assert again.status_code == 409
     assert "canceled" in again.json["error"]
@@ -228,6 +228,7 @@ def test_a_stopped_running_task_ends_stopped_and_the_worker_goes_on(
     assert client.get(f"/multiply/{task_id}").json == {
         "task_id": task_id,
         "status": "stopped",
+        "params": {"x": 2.0, "y": 3.0, "delay": 30.0},
         "error": "stopped on request while running",
     }
     assert worker_process.poll() is None

@@ -47,7 +47,7 @@ def test_tasks_are_filtered_by_status_and_type(app: Flask, client: FlaskClient, 
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=101", "limit=ten", "status=done", "type=divide", "cursor=nonsense", "cursor=", "sort=asc"],
+    ["limit=0", "limit=101", "limit=ten", "status=done", "type=Divide!", "cursor=nonsense", "cursor=", "sort=asc"],
 )
 def test_bad_list_queries_are_400(client: FlaskClient, query: str) -> None:
     response = client.get(f"/tasks?{query}")

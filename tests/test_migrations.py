@@ -44,11 +44,13 @@ def test_the_lifecycle_migration_keeps_rows_written_before_it(migrated_database:
         assert client.get(f"/multiply/{finished}").json == {
             "task_id": str(finished),
             "status": "finished",
+            "params": {},
             "result": 6.5,
         }
         assert client.get(f"/multiply/{failed}").json == {
             "task_id": str(failed),
             "status": "failed",
+            "params": {},
             "error": "it broke",
         }
         view = client.get(f"/tasks/{finished}").json

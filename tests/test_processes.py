@@ -58,7 +58,8 @@ def test_web_and_worker_serve_the_cycle(web: str, worker_process, tmp_path: Path
     pending = requests.get(f"{web}/multiply/{task_id}", timeout=5)
     assert pending.status_code == 404
     assert pending.json()["status"] in ("queued", "started")
-    assert poll(web, task_id) == {"task_id": task_id, "status": "finished", "result": 42.0}
+    params = {"x": 6.0, "y": 7.0, "delay": 0.5}
+    assert poll(web, task_id) == {"task_id": task_id, "status": "finished", "params": params, "result": 42.0}
     log = tmp_path / "worker.log"  # one line per task outcome: RQ's "Job OK" is left out
     wait_for(lambda: f"task {task_id} finished" in log.read_text(), 10, "the task's line in the worker's log")
     assert "Job OK" not in log.read_text()
@@ -102,6 +103,7 @@ def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str,
     assert requests.get(f"{web}/multiply/{running}", timeout=5).json() == {
         "task_id": running,
         "status": "finished",
+        "params": {"x": 2.0, "y": 3.0, "delay": 3.0},
         "result": 6.0,
     }
     left = requests.get(f"{web}/multiply/{waiting}", timeout=5)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from core import load_settings
+from core import load_settings, task_timeouts
 
 
 def test_defaults_point_at_local_services() -> None:
@@ -11,8 +11,7 @@ def test_defaults_point_at_local_services() -> None:
     assert settings["REDIS_URL"] == "redis://localhost:6379/0"
     assert settings["RQ_DASHBOARD_USERNAME"] == "admin"
     assert settings["RQ_DASHBOARD_PASSWORD"] is None
-    assert settings["MULTIPLY_TIMEOUT"] > 300  # longer than the largest allowed delay
-    assert settings["SIMULATION_TIMEOUT"] > 0
+    assert settings["MODEL_TIMEOUT"] > 0
     assert settings["RETRY_ATTEMPTS"] >= 1
 
 
@@ -38,8 +37,8 @@ def test_tls_redis_accepts_a_self_signed_certificate_unless_told_otherwise() -> 
         ({"DATABASE_URL": "mysql://localhost/x"}, "DATABASE_URL"),
         ({"DATABASE_URL": "localhost/x"}, "DATABASE_URL"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
-        ({"MULTIPLY_TIMEOUT": "ten"}, "MULTIPLY_TIMEOUT"),
-        ({"SIMULATION_TIMEOUT": "0"}, "SIMULATION_TIMEOUT"),
+        ({"MODEL_TIMEOUT": "ten"}, "MODEL_TIMEOUT"),
+        ({"MODEL_TIMEOUT": "0"}, "MODEL_TIMEOUT"),
         ({"FAILED_JOB_TTL": "-5"}, "FAILED_JOB_TTL"),
         ({"RETRY_ATTEMPTS": "1.5"}, "RETRY_ATTEMPTS"),
     ],
@@ -47,3 +46,11 @@ def test_tls_redis_accepts_a_self_signed_certificate_unless_told_otherwise() -> 
 def test_bad_settings_fail_at_start_naming_the_variable(environ: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         load_settings(environ)
+
+
+def test_a_models_timeout_is_its_setting_else_its_files_else_model_timeout() -> None:
+    declared = {"multiply": 360, "enkf": None, "simulation": 600}
+    timeouts = task_timeouts({"SIMULATION_TIMEOUT": "5"}, declared, 1800)
+    assert timeouts == {"multiply": 360, "enkf": 1800, "simulation": 5}
+    with pytest.raises(ValueError, match="ENKF_TIMEOUT"):
+        task_timeouts({"ENKF_TIMEOUT": "soon"}, declared, 1800)

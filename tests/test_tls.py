@@ -106,6 +106,7 @@ def test_the_cycle_runs_over_tls_with_a_self_signed_certificate(tls_app: Flask, 
     assert client.get(f"/multiply/{task_id}").json == {
         "task_id": task_id,
         "status": "finished",
+        "params": {"x": 3.0, "y": 5.0, "delay": 0.0},
         "result": 15.0,
     }
 

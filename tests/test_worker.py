@@ -17,7 +17,6 @@ from rq.suspension import resume, suspend
 
 import lifecycle
 from core import Result, db
-from schemas import MultiplyRequest
 from tests.conftest import row, service_env, start_process, stop_process, submit, wait_for
 from worker import build_worker
 
@@ -75,7 +74,7 @@ def test_a_job_taken_as_the_worker_stops_goes_back_to_the_front(app: Flask, clie
     assert app.extensions["redis"].keys(f"rq:execution:{second}:*") == []
 
     run_worker(app)
-    assert client.get(f"/multiply/{second}").json == {"task_id": second, "status": "finished", "result": 12}
+    assert client.get(f"/multiply/{second}").json["result"] == 12
 
 
 def test_suspended_workers_take_no_new_job(app: Flask, client: FlaskClient, worker_process) -> None:
@@ -101,7 +100,7 @@ def rows(app: Flask) -> int:
 def test_sigterm_amid_a_drain_stops_the_worker_and_loses_no_task(app: Flask, run_worker, tmp_path: Path) -> None:
     queues = app.extensions["queues"]
     with app.app_context():
-        accepted = [lifecycle.submit(lifecycle.TASK_TYPES["multiply"], MultiplyRequest(x=n, y=2)) for n in range(600)]
+        accepted = [lifecycle.submit(app.extensions["models"]["multiply"], {"x": n, "y": 2}) for n in range(600)]
     worker = start_process("worker", tmp_path / "worker.log", **service_env())
     try:
         wait_for(lambda: rows(app) >= 50, 30, "the drain to be under way")
@@ -175,6 +174,7 @@ def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: Flask
     assert client.get(f"/multiply/{held}").json == {
         "task_id": held,
         "status": "canceled",
+        "params": {"x": 2.0, "y": 2.0, "delay": 0.0},
         "error": "canceled on request before it started",
     }
     assert client.get(f"/multiply/{running}").json["status"] == "finished"

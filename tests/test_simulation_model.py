@@ -1,8 +1,8 @@
-"""The SEIR model against cases with known answers, and its reproducibility."""
+"""The SEIR model (models/simulation.py) against cases with known answers, and its reproducibility."""
 
 import json
 
-from epidemic import simulate_seir
+from models.simulation import simulate_seir
 
 BASE = {"population": 10_000, "initial_infected": 10, "incubation_days": 4.0, "infectious_days": 6.0}
 
@@ -30,7 +30,18 @@ def test_above_threshold_the_final_size_matches_the_final_size_equation() -> Non
     assert abs(summary["final_size"]["median"] / 200_000 - 0.797) < 0.02
     curve = summary["infectious"]["median"]
     assert abs(curve.index(max(curve)) - summary["peak_day"]["median"]) < 10
-    assert summary["died_out"] == 1.0
+    assert summary["ended"] == 1.0  # every run's epidemic is over by day 500...
+    assert summary["died_out"] == 0.0  # ...and none of them died out: 80% were infected
+
+
+def test_from_one_case_the_outbreak_dies_out_about_as_often_as_branching_theory_says() -> None:
+    # Each case infects a geometric number of others with mean r0, so an outbreak from one case dies out with
+    # probability 1 / r0 (0.4 for r0 = 2.5); the daily steps of the chain binomial make it a little less.
+    summary = simulate_seir(
+        **BASE | {"population": 100_000, "initial_infected": 1}, r0=2.5, days=400, runs=2000, seed=4
+    )
+    assert 0.3 < summary["died_out"] < 0.45
+    assert summary["ended"] == 1.0
 
 
 def test_a_seed_reproduces_the_summary_and_another_does_not() -> None:
