@@ -32,10 +32,22 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "2000"))
 SOAK_JOBS = int(os.environ.get("BENCH_SOAK_JOBS", "10000"))
 LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "5"))
+R_SAMPLES = int(os.environ.get("BENCH_R_SAMPLES", "20"))
 BASELINE_WORKER = ["rq", "worker", "-w", "rq.SimpleWorker", "-q", "--serializer", "rq.serializers.JSONSerializer",
                    "-u", REDIS, "baseline"]  # fmt: skip
+
+
+def models_dir() -> str:
+    """The service's models and the bench's (bench/models/: a trivial R model), in one directory of links."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    for file in [*(ROOT / "models").glob("*.*"), *(ROOT / "bench" / "models").glob("*.*")]:
+        (directory / file.name).symlink_to(file)
+    return str(directory)
+
+
 ENV = os.environ | {
     "PATH": f"{BIN}:{os.environ['PATH']}",
+    "MODELS_DIR": models_dir(),
     "DATABASE_URL": DATABASE,
     "REDIS_URL": REDIS,
     "RQ_DASHBOARD_PASSWORD": "bench",
@@ -150,14 +162,13 @@ def worker_pid(process: subprocess.Popen) -> int:
 def fill_service_queue(jobs: int) -> None:
     """Accept `jobs` multiplications the way POST does (a tasks row, then the job), from this process."""
     from app import create_app
-    from lifecycle import TASK_TYPES, submit
-    from schemas import MultiplyRequest
+    from lifecycle import submit
 
     app = create_app(ENV)
     logging.getLogger("lifecycle").setLevel(logging.WARNING)  # not a line per task on the bench's output
     with app.app_context():
         for n in range(jobs):
-            submit(TASK_TYPES["multiply"], MultiplyRequest(x=n, y=2))
+            submit(app.extensions["models"]["multiply"], {"x": n, "y": 2})
 
 
 def fill_baseline_queue(jobs: int) -> None:
@@ -260,6 +271,46 @@ def latency(samples: int = 200) -> list[float]:
     return found
 
 
+def r_latency(samples: int) -> tuple[list[float], list[float]]:
+    """Milliseconds from POST to a 200 of a trivial R model (`cat(1)`), polled every 5 ms with an idle worker;
+    and, measured in the same run, a bare `Rscript --vanilla -e 'cat(1)'`: the floor."""
+    reset()
+    worker = start(["python", "worker.py"])
+    time.sleep(3)
+    base = f"http://127.0.0.1:{ENV['BENCH_PORT']}/models/r_trivial"
+    service, bare = [], []
+    with requests.Session() as http:
+        for _ in range(samples):
+            started = time.perf_counter()
+            task_id = http.post(base, json={}, timeout=10).json()["task_id"]
+            while http.get(f"{base}/{task_id}", timeout=10).status_code != 200:
+                time.sleep(0.005)
+            service.append(1000 * (time.perf_counter() - started))
+            started = time.perf_counter()
+            subprocess.run(["Rscript", "--vanilla", "-e", "cat(1)"], check=True, capture_output=True)
+            bare.append(1000 * (time.perf_counter() - started))
+    stop(worker)
+    return service, bare
+
+
+def enkf_cost(ensemble: int, days: int) -> tuple[float, float]:
+    """Seconds and peak megabytes of one enkf run (through rscript.run, as a worker runs it), in a process of its
+    own so that its peak is the R process's alone."""
+    code = f"""
+import math, resource, time
+import rscript
+from pathlib import Path
+cases = [round(150 + 120 * math.sin(2 * math.pi * day / 120)) for day in range({days})]
+params = {{"cases": cases, "population": 10_000_000, "ensemble": {ensemble}, "seed": 1}}
+started = time.perf_counter()
+rscript.run(Path("models/enkf.R"), params, progress=lambda *args: None)
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    seconds, megabytes = map(float, out.split())
+    return seconds, megabytes
+
+
 def soak(jobs: int) -> tuple[float, float]:
     """One worker's resident memory after a tenth of `jobs` and after all of them."""
     reset()
@@ -321,8 +372,11 @@ def main() -> None:
     web = serve("app:create_app()", web_port)
     try:
         lat = latency()
+        r_service, r_bare = r_latency(R_SAMPLES)
     finally:
         stop(web)
+    figures["R model POST → 200, a trivial model (ms), against a bare Rscript start-up"] = (r_service, r_bare)
+    enkf = {size: [enkf_cost(*size) for _ in range(RUNS)] for size in ((300, 365), (2000, 730))}
     early, late = soak(SOAK_JOBS)
 
     lines = [
@@ -340,6 +394,12 @@ def main() -> None:
     lines.append(
         f"| one worker's memory after {SOAK_JOBS // 10:,} and {SOAK_JOBS:,} jobs (MB) | {early:.1f} → {late:.1f} | | |"
     )
+    gap = statistics.median(r_service) - statistics.median(r_bare)
+    lines.append(f"| R model POST → 200 minus a bare Rscript start-up, medians (ms) | {gap:.0f} | | |")
+    for (ensemble, days), runs in enkf.items():
+        seconds, megabytes = [run[0] for run in runs], [run[1] for run in runs]
+        lines.append(f"| enkf, {ensemble:,} members over {days} days: seconds; peak MB of the R process | "
+                     f"{spread(seconds)}; {spread(megabytes)} | | |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     (ROOT / "bench" / "results.md").write_text(table + "\n")
