@@ -88,7 +88,7 @@ def store_result(values: dict[str, Any]) -> None:
         db.session.execute(statement, params)
         db.session.commit()
         return
-    # One statement needs neither a transaction nor a session's bookkeeping (README, Performance).
+    # One statement needs neither a transaction nor a session's bookkeeping (docs/performance.md).
     with db.engines[AUTOCOMMIT].connect() as connection:
         connection.execute(statement, params)
 

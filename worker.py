@@ -3,7 +3,7 @@
 Imports app (to build it), core, lifecycle, tasks and recovery; nothing of ours imports this module.
 It runs jobs in its own process (RQ's SimpleWorker) rather than a forked work horse per job, and that
 process runs under a supervisor (main) that starts a fresh one when a job kills it or it outgrows
-WORKER_MAX_MEMORY_MB: the README's "Architecture" section says why.
+WORKER_MAX_MEMORY_MB: docs/architecture.md says why.
 """
 
 import logging

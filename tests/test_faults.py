@@ -2,7 +2,7 @@
 flush, stop and restart. Each test checks that no accepted task is lost and that each ends with one row.
 
 `make chaos` runs this module alone; `make test` runs it too. Measured recovery times are printed
-(`pytest -s`) and quoted in the README.
+(`pytest -s`) and quoted in docs/reliability.md.
 """
 
 import os
