@@ -139,6 +139,9 @@ def list_models():
 
 
 def unknown_model(name: str, rest: str = "") -> None:
+    """What the model routes do not match: a model that does not exist, or a task id not in canonical form."""
+    if name in current_app.extensions["models"]:
+        raise NotFound(f"no {name} task has the id {rest!r}")
     raise NotFound(f"there is no model named {name!r}; GET /models lists them")
 
 

@@ -55,6 +55,8 @@ def test_an_unknown_model_is_a_json_404(client: FlaskClient) -> None:
     assert response.json == {"error": "there is no model named 'divide'; GET /models lists them"}
     response = client.get(f"/models/divide/{uuid.uuid4()}")
     assert response.status_code == 404 and "no model named 'divide'" in response.json["error"]
+    response = client.get("/models/multiply/not-a-uuid")
+    assert response.status_code == 404 and response.json == {"error": "no multiply task has the id 'not-a-uuid'"}
 
 
 @pytest.mark.parametrize(
