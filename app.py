@@ -1,7 +1,7 @@
-"""The HTTP API, its OpenAPI document and docs, its JSON errors, the dashboard mount, and create_app():
-the one place that knows every part.
+"""The HTTP API, its OpenAPI document and docs, its JSON errors, and create_app(): the one place that knows
+every part.
 
-Imports core, catalog, schemas, lifecycle and cli. gunicorn serves `app:create_app()`; the flask CLI finds
+Imports core, catalog, schemas, lifecycle, cli and dashboard. gunicorn serves `app:create_app()`; the flask CLI finds
 create_app itself.
 """
 
@@ -11,24 +11,18 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import rq_dashboard
-import rq_dashboard.web
-from flask import Flask, Request, Response, current_app, json, redirect, request
+from flask import Request, Response, current_app, json, redirect, request
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Worker
-from rq.job import requeue_job
-from rq.registry import FailedJobRegistry
-from rq.serializers import JSONSerializer
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import (
     BadRequest,
-    Forbidden,
     HTTPException,
     InternalServerError,
     NotFound,
@@ -43,6 +37,7 @@ import cli
 import lifecycle
 from catalog import Model
 from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, load_settings, task_timeouts
+from dashboard import mount_dashboard
 from schemas import (
     Check,
     ErrorBody,
@@ -65,12 +60,6 @@ from schemas import (
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DASHBOARD_PREFIX = "/rq"
-# rq-dashboard's endpoints that change state (requeue_all and the others accept GET too).
-DASHBOARD_ACTIONS = {
-    f"rq_dashboard.{name}"
-    for name in ("delete_job_view", "requeue_job_view", "requeue_all", "empty_queue", "compact_queue")
-}
 POLL_AGAIN_SECONDS = "1"
 RETRY_LATER_SECONDS = 5
 SUBMIT_ERRORS = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
@@ -277,69 +266,6 @@ def render_internal_error(error: Exception) -> Response:
     task_id = (request.view_args or {}).get("task_id")
     log.exception("unhandled error on %s %s (task %s)", request.method, request.path, task_id)
     return render_http_error(InternalServerError("internal error; it has been logged, try again later"))
-
-
-def _matches(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _from_own_origin() -> bool:
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin == request.host_url.rstrip("/")
-    return request.headers.get("Referer", "").startswith(request.host_url + DASHBOARD_PREFIX.lstrip("/"))
-
-
-def require_dashboard_login() -> None:
-    """Let only the configured user into the dashboard (nobody while no password is set), and only the
-    dashboard's own pages change anything: browsers resend basic auth to any site that asks."""
-    if request.path != DASHBOARD_PREFIX and not request.path.startswith(DASHBOARD_PREFIX + "/"):
-        return
-    if request.endpoint in DASHBOARD_ACTIONS and not _from_own_origin():
-        raise Forbidden("the dashboard's actions work only from its own pages")
-    password = current_app.config["RQ_DASHBOARD_PASSWORD"]
-    auth = request.authorization
-    if password and auth and auth.type == "basic" and auth.username and auth.password is not None:
-        # Both compared every time, so the answer's timing tells nothing about which was wrong.
-        user_ok = _matches(auth.username, current_app.config["RQ_DASHBOARD_USERNAME"])
-        if _matches(auth.password, password) & user_ok:
-            return
-    message = "log in with the dashboard's username and password"
-    if not password:
-        message = "the dashboard is locked: set RQ_DASHBOARD_PASSWORD to open it"
-    raise Unauthorized(message, www_authenticate=WWWAuthenticate("basic", {"realm": "rq-dashboard"}))
-
-
-def share_redis_with_dashboard() -> None:
-    # rq-dashboard builds a new client from its URL on every request; hand it the app's one instead.
-    current_app.redis_conn = current_app.extensions["redis"]
-
-
-def requeue_failed_job(job_id: str) -> dict:
-    """rq-dashboard's requeue button, on the JSON serializer (its own saves the job back with pickle)."""
-    requeue_job(job_id, connection=current_app.extensions["redis"], serializer=JSONSerializer)
-    return {"status": "OK"}
-
-
-def requeue_all_failed_jobs(queue_name: str) -> dict:
-    """rq-dashboard's "requeue all", on the JSON serializer."""
-    registry = FailedJobRegistry(queue_name, connection=current_app.extensions["redis"], serializer=JSONSerializer)
-    job_ids = registry.get_job_ids(cleanup=False)
-    for job_id in job_ids:
-        registry.requeue(job_id)
-    return {"status": "OK", "count": len(job_ids)}
-
-
-def mount_dashboard(app: Flask) -> None:
-    """Serve rq-dashboard under /rq on our Redis client and serializer, behind basic auth."""
-    rq_dashboard.web.config.serializer = JSONSerializer
-    rq_dashboard.web.setup_rq_connection(app)
-    app.before_request(require_dashboard_login)
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
-    # Runs after the blueprint's own before_request, which set a client of its own.
-    app.before_request_funcs.setdefault(rq_dashboard.blueprint.name, []).append(share_redis_with_dashboard)
-    app.view_functions["rq_dashboard.requeue_job_view"] = requeue_failed_job
-    app.view_functions["rq_dashboard.requeue_all"] = requeue_all_failed_jobs
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
