@@ -18,7 +18,7 @@ from flask import current_app
 from redis import Redis
 from rq import Callback
 from rq.command import send_stop_job_command
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import Select, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -239,17 +239,31 @@ def list_tasks(query: ListQuery) -> tuple[list[TaskView], str | None]:
     return views, _encode_cursor(views[-1])
 
 
+def _withdraw(job: Job) -> bool:
+    """Take a job that has not begun out of its queue, or out of the scheduled registry while it waits for a retry:
+    true if it was there, and so no worker can take it now (the worker's take pops it atomically)."""
+    queue = current_app.extensions["queues"][job.origin]
+    return bool(_redis().lrem(queue.key, 0, job.id) or _redis().zrem(queue.scheduled_job_registry.key, job.id))
+
+
 def cancel(task_id: uuid.UUID) -> TaskView:
-    """Cancel a task that has not started, or ask the worker running it to stop it; 409 once it ended."""
+    """Cancel a task that has not started, or ask the worker that has it to stop it; 409 once it ended.
+
+    Whether it had started is decided by taking its job out of its queue, not by reading its status, which a
+    worker may change a moment later: a task answered `canceled` never runs.
+    """
     task, result, job = _lookup(task_id)
     view = describe(task, result, job)
     if view.status in TERMINAL_STATUSES:
         raise Conflict(f"task {task_id} has already ended: it is {view.status}")
-    if job is not None and job.get_status() == JobStatus.STARTED:
-        send_stop_job_command(_redis(), job.id, serializer=JSONSerializer)
-        log.info("task %s: asked its worker to stop it", task_id)
-        return view
-    if job is not None:
-        job.cancel()
-    tasks.write_result(str(task_id), view.type, "canceled", error="canceled on request before it started")
-    return find(task_id)
+    if job is None or _withdraw(job):
+        if job is not None:
+            job.cancel()
+        tasks.write_result(str(task_id), view.type, "canceled", error="canceled on request before it started")
+        return find(task_id)
+    send_stop_job_command(_redis(), job.id, serializer=JSONSerializer)
+    ended = db.session.get(Result, task_id)  # it may have ended while we looked; a worker ignores a stale stop
+    if ended is not None and ended.status != "stopped":
+        raise Conflict(f"task {task_id} has already ended: it is {ended.status}")
+    log.info("task %s: asked its worker to stop it", task_id)
+    return view

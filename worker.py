@@ -399,6 +399,15 @@ class AppWorker(SimpleWorker):
         self._batch_size, self._slowest_in_batch = min(self._batch_size * 2, MAX_BATCH) if quick else 1, 0.0
         self._round_trip(take=0 if self._stop_requested else self._batch_size)
 
+    def handle_job_failure(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry | None = None, exc_string: str = ""
+    ) -> None:
+        """As RQ does, except that a job stopped on request is no failure: it leaves the failed registry (the
+        dead-letter queue, which `requeue --all` would run again) with its status, stopped, and its row."""
+        super().handle_job_failure(job, queue, started_job_registry, exc_string)
+        if job.get_status(refresh=False) == JobStatus.STOPPED:
+            queue.failed_job_registry.remove(job)
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         recent = self.last_heartbeat and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_SECONDS
         if pipeline is None and timeout is None and recent:

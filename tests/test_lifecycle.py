@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from tasks import ProgressReporter
 from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, submit_task, wait_for
@@ -232,6 +233,10 @@ def test_a_stopped_running_task_ends_stopped_and_the_worker_goes_on(
         "error": "stopped on request while running",
     }
     assert worker_process.poll() is None
+    # Stopped on request is no failure: not in the dead-letter queue, not counted as failed.
+    assert app.extensions["queues"]["default"].failed_job_registry.get_job_ids() == []
+    assert client.get("/health").json["failed"] == 0
+    assert Job.fetch(task_id, connection=app.extensions["redis"], serializer=JSONSerializer).get_status() == "stopped"
     next_task = submit(client, x=4, y=5)
     wait_for(lambda: client.get(f"/multiply/{next_task}").status_code == 200, 20, "the next task")
 
@@ -256,3 +261,25 @@ def test_a_task_whose_job_expired_is_answered_from_postgres(app: Flask, client: 
     Job.fetch(task_id, connection=app.extensions["redis"]).delete()  # as when its result TTL runs out
     assert client.get(f"/tasks/{task_id}").json == before
     assert client.get(f"/multiply/{task_id}").json["result"] == 10.0
+
+
+def test_a_task_a_worker_takes_as_it_is_canceled_is_not_answered_canceled(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker takes the job (pops it off its queue and marks it started, as a worker does) at the last moment
+    before the API cancels it: the API must not answer `canceled` for a task that a worker has."""
+    task_id = submit(client, x=1, y=2)
+    redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
+    taken = []
+    cancel = Job.cancel
+
+    def taken_just_before(job: Job, *args, **kwargs) -> None:
+        if redis.lpop(queue.key):
+            redis.hset(job.key, "status", "started")
+            taken.append(job.id)
+        cancel(job, *args, **kwargs)
+
+    monkeypatch.setattr(Job, "cancel", taken_just_before)
+    answer = client.delete(f"/tasks/{task_id}")
+    assert answer.status_code == 200 and answer.json["status"] == "canceled"
+    assert taken == []  # the API took the job off its queue first, so no worker could take it
