@@ -14,7 +14,7 @@ from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -29,12 +29,14 @@ MAX_BODY_BYTES = 65_536
 # A second engine on the same database whose connections commit each statement as it runs: a lone write
 # (a worker's result row) then needs no BEGIN and no COMMIT, nor a switch of the connection's mode.
 AUTOCOMMIT = "autocommit"
-# With Redis gone or silent, a request must answer 503 within a few seconds, not hang: at most
-# two tries of one second to connect and two to answer (about 4 s). RQ's worker widens the read
-# timeout for its own blocking pops.
+# With Redis gone or silent, a request must answer 503 within a few seconds, not hang: one second to connect
+# and two to answer. RQ's worker widens the read timeout for its own blocking pops.
 REDIS_CONNECT_TIMEOUT_SECONDS = 1.0
 REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
-REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1)
+# No retries: redis-py's retry sends a command (a whole MULTI/EXEC pipeline, a Lua script) again after a timeout,
+# when Redis may only have been slow and runs it twice (a job queued twice). Whoever calls knows whether a
+# command may be sent again; redis-py does not. (redis-py retries 3 times unless told otherwise.)
+REDIS_RETRY = Retry(NoBackoff(), retries=0)
 
 
 class Base(DeclarativeBase):

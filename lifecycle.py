@@ -16,11 +16,14 @@ from typing import Any
 
 from flask import current_app
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Callback
 from rq.command import send_stop_job_command
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import Select, delete, select, tuple_
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable, UnprocessableEntity
 
@@ -100,17 +103,33 @@ def submit(model: Model, body: Any, priority: str = "default", key: str | None =
     # statement and its ORM bulk-insert path a tenth more.
     db.session.execute(INSERT_TASK, {"task_id": task_id, "type": task.type, "priority": priority,
                                      "params": task.params})  # fmt: skip
-    db.session.commit()
+    # The row and its idempotency key are committed once the job is queued: a duplicate request waits on the key
+    # until this one's outcome is known, and a refused request leaves nothing behind.
     try:
         enqueue(task)
+    except (RedisConnectionError, RedisTimeoutError) as fault:
+        # Sent or not, nobody can tell: Redis may run it when it wakes. The task is accepted all the same; its row
+        # decides, and the watchmen queue its job if it is not there (recovery.py), so it runs once either way.
+        log.warning("task %s: its job may not be queued (%s); the watchmen queue it if it is not", task_id, fault)
     except Exception:
-        # Nothing half-done: a task that is not queued must not look accepted.
-        db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.task_id == task_id))
-        db.session.execute(delete(Task).where(Task.task_id == task_id))
+        db.session.rollback()  # Redis refused it (out of memory): nothing was queued
+        raise
+    try:
         db.session.commit()
+    except Exception:
+        _unqueue(task)  # a task that is not recorded must not run
         raise
     log.info("task %s accepted (%s, priority %s)", task_id, model.name, priority)
     return task_id
+
+
+def _unqueue(task: Task) -> None:
+    """Take back the job of a task whose row could not be written, unless a worker has taken it already."""
+    try:
+        if _redis().lrem(current_app.extensions["queues"][task.priority].key, 0, str(task.task_id)):
+            _redis().delete(Job.key_for(str(task.task_id)))
+    except RedisError as fault:
+        log.error("task %s: its row could not be written, nor its job taken back: %s", task.task_id, fault)
 
 
 def _fetch_jobs(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Job]:
