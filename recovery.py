@@ -70,6 +70,8 @@ class Watchman(threading.Thread):
                         self.sweep()
             except (RedisError, SQLAlchemyError) as fault:
                 log.warning("recovery sweep skipped: %s: %s", type(fault).__name__, fault)
+            except Exception:  # a bug of ours: were this thread to end, other workers would take this one for dead
+                log.exception("recovery sweep failed; the watchman goes on")
             if self.stopped.wait(self.interval):
                 return
 
@@ -93,10 +95,15 @@ class Watchman(threading.Thread):
         return keys, (self.redis.mget(keys) if keys else [])
 
     def write_unwritten_outcomes(self) -> None:
-        for task_id, values in self.redis.hgetall(UNWRITTEN_KEY).items():
-            store_result(json.loads(values))
+        """Write the outcomes kept in Redis: while the database was down, or by RQ's maintenance outside any app."""
+        for task_id, kept in self.redis.hgetall(UNWRITTEN_KEY).items():
+            values = json.loads(kept)
+            if values["type"] is None:  # RQ's maintenance may read a job's meta with another serializer
+                task = db.session.get(Task, uuid.UUID(values["task_id"]))
+                values["type"] = task.type if task is not None else "unknown"
+            store_result(values)
             self.redis.hdel(UNWRITTEN_KEY, task_id)
-            log.info("task %s: outcome kept while the database was down is now written", task_id.decode())
+            log.info("task %s: its outcome, kept in Redis, is now written", task_id.decode())
 
     def requeue_orphans(self, alive: dict[str, str]) -> None:
         """Queue again the jobs that workers no longer alive left started."""

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_app_context
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Retry, get_current_job
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy.dialects.postgresql import Insert, insert
@@ -93,6 +94,20 @@ def store_result(values: dict[str, Any]) -> None:
         connection.execute(statement, params)
 
 
+def _outcome(
+    task_id: str, task_type: str, status: str, result: Any, error: str | None, started_at: datetime | None
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "type": task_type,
+        "status": status,
+        "result": result,
+        "error": error,
+        "started_at": started_at.isoformat() if started_at else None,
+        "ended_at": datetime.now(UTC).isoformat(),
+    }
+
+
 def write_result(
     task_id: str,
     task_type: str,
@@ -103,15 +118,7 @@ def write_result(
     started_at: datetime | None = None,
 ) -> None:
     """Record a task's outcome; while the database is unreachable, keep it in Redis for the sweeper."""
-    values = {
-        "task_id": task_id,
-        "type": task_type,
-        "status": status,
-        "result": result,
-        "error": error,
-        "started_at": started_at.isoformat() if started_at else None,
-        "ended_at": datetime.now(UTC).isoformat(),
-    }
+    values = _outcome(task_id, task_type, status, result, error, started_at)
     try:
         store_result(values)
     except (OperationalError, InterfaceError) as fault:
@@ -177,7 +184,20 @@ def run_model(task_id: str, name: str, params: dict[str, Any]) -> Any:
 def record_failure(
     job: Job, connection: Any, kind: type[BaseException], value: BaseException, tb: TracebackType
 ) -> None:
-    """RQ failure callback: give a task that failed or was stopped a row its poller can read."""
+    """RQ failure callback: give a task that failed or was stopped a row its poller can read.
+
+    RQ's own maintenance (`rq info`, the dashboard's counts, any worker's registry cleanup) calls it too, for a job
+    it finds abandoned, in a process that may have no app of ours: the outcome then waits in Redis, on the
+    connection RQ gives, for the watchmen to write (recovery.py).
+    """
+    if isinstance(value, AbandonedJobError):
+        error = "its worker stopped reporting while it ran, and RQ's maintenance found it abandoned"
+        if not has_app_context():
+            values = _outcome(job.id, job.meta.get("type"), "failed", None, error, job.started_at)
+            connection.hset(UNWRITTEN_KEY, job.id, json.dumps(values))
+            return
+        write_result(job.id, job.meta["type"], "failed", error=error, started_at=job.started_at)
+        return
     db.session.rollback()  # the job may have failed halfway through a transaction
     if isinstance(value, JobStopped):
         status, error = "stopped", "stopped on request while running"
