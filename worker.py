@@ -6,6 +6,7 @@ process runs under a supervisor (main) that starts a fresh one when a job kills 
 WORKER_MAX_MEMORY_MB: docs/architecture.md says why.
 """
 
+import ctypes
 import logging
 import mmap
 import os
@@ -47,6 +48,7 @@ from tasks import JobHandedBack, JobStopped
 
 log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_SECONDS = 30
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux
 RETIRED = 3  # the exit status of a worker process that stopped to be replaced (over WORKER_MAX_MEMORY_MB)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
@@ -516,6 +518,23 @@ def serve(running: RunningJob) -> int:
             return 0
 
 
+def wait_for_child(child: int) -> int:
+    """Wait until the worker process ends and return its exit code, reaping the orphans that end meanwhile."""
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            return os.waitstatus_to_exitcode(status)
+
+
+def kill_orphans() -> None:
+    """Kill what a dead worker process left running: with no worker process, every child of this one is one."""
+    me = os.getpid()
+    for pid in map(int, Path(f"/proc/{me}/task/{me}/children").read_text().split()):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        log.warning("killed process %d, left running by the worker process that ended", pid)
+
+
 def main() -> None:
     """Supervise the worker: run it in a child process, and start a fresh one when it retires or dies.
 
@@ -530,6 +549,9 @@ def main() -> None:
     running = RunningJob()
     stop = threading.Event()
     child = 0
+    # What a dead worker process leaves running (RQ's scheduler process, what an R model started) is handed to
+    # this process, which outlives it, rather than to init: kill_orphans() ends it.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     def pass_on(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -548,9 +570,10 @@ def main() -> None:
             sys.exit(serve(running))
         if stop.is_set():  # a signal that came while forking found no child to pass it on to
             os.kill(child, signal.SIGTERM)
-        code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        code = wait_for_child(child)
         pid, child = child, 0
         running.kill_group()
+        kill_orphans()
         if stop.is_set() or code == 0:
             return
         if code == RETIRED:

@@ -96,3 +96,24 @@ def test_a_bad_setting_stops_the_worker_at_once(app: Flask, tmp_path: Path) -> N
     finally:
         stop_process(process)
     assert "WORKER_MAX_MEMORY_MB must be a whole number, at least 64, not 'lots'" in log.read_text()
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_worker_process_killed_leaves_no_process_of_its_own_behind(app: Flask, worker_process) -> None:
+    [worker] = children(worker_process.pid)
+    left = wait_for(lambda: children(worker), 10, "RQ's scheduler process")  # the worker runs it beside itself
+    os.kill(worker, signal.SIGKILL)  # as the OOM killer would
+    wait_for(lambda: not any(map(exists, left)), 10, "what the worker process ran to end with it")
+    wait_for(lambda: worker_names(app), 30, "a fresh worker process")
+    assert worker_process.poll() is None

@@ -80,7 +80,9 @@ def test_a_sigkill_of_the_worker_process_kills_the_r_process_and_its_children(
     app: Flask, client: FlaskClient, worker_process: subprocess.Popen, tmp_path: Path
 ) -> None:
     start_forever(client)
-    [child] = Path(f"/proc/{worker_process.pid}/task/{worker_process.pid}/children").read_text().split()
+    children = Path(f"/proc/{worker_process.pid}/task/{worker_process.pid}/children").read_text().split()
+    # The worker process; R's child is the supervisor's too (its parent, `sh`, ended and left it to the subreaper).
+    [child] = [pid for pid in children if b"worker.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     os.kill(int(child), signal.SIGKILL)  # the worker process dies as the OOM killer kills it; its supervisor lives
     wait_for(gone, 5, "no R process left")
     assert "killed the processes (group" in (tmp_path / "worker.log").read_text()
