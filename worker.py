@@ -34,6 +34,7 @@ from rq.job import Job, JobStatus, _job_stack
 from rq.registry import StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.suspension import is_suspended
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,6 +53,7 @@ PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux
 RETIRED = 3  # the exit status of a worker process that stopped to be replaced (over WORKER_MAX_MEMORY_MB)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
+HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by this much, as RQ's does
 MEMORY_CHECK_SECONDS = 1.0
 MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
@@ -203,7 +205,7 @@ class AppWorker(SimpleWorker):
         self._unrecorded: list[list] = []
         self._batch_size = 1
         self._slowest_in_batch = 0.0
-        self._running: str | None = None
+        self._running_job: Job | None = None
         self._running_since = float("inf")
         self._stopped = threading.Event()
 
@@ -228,26 +230,41 @@ class AppWorker(SimpleWorker):
             self.watchman.join(timeout=30)
 
     def check_for_suspension(self, burst: bool) -> None:
-        if time.monotonic() - self._suspension_checked_at >= SUSPENSION_CHECK_SECONDS:
-            super().check_for_suspension(burst)
-            self._suspension_checked_at = time.monotonic()
+        """As RQ does, at most once a second; jobs taken but not begun go back to their queues first, rather than
+        wait, marked started, through the suspension (RQ's registry cleanup would take them for abandoned)."""
+        if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_SECONDS:
+            return
+        if self._held and is_suspended(self.connection, self):
+            with self._batch_lock:
+                held, self._held = list(self._held), deque()
+            self._round_trip(give_back=held)
+        super().check_for_suspension(burst)
+        self._suspension_checked_at = time.monotonic()
 
     def get_current_job_id(self, pipeline: Pipeline | None = None) -> str | None:
         """The job running now (the worker's hash names the first job of its batch)."""
-        return self._running
+        return self._running_job.id if self._running_job is not None else None
 
     def _round_trip(
-        self, take: int = 0, given: tuple[Queue, str] | None = None, give_back: Sequence[Taken] = ()
+        self,
+        take: int = 0,
+        given: tuple[Queue, str] | None = None,
+        give_back: Sequence[Taken] = (),
+        running: Job | None = None,
     ) -> None:
-        """Write the batch's unrecorded finishes, give jobs back to their queues and take new ones, at once."""
+        """Write the batch's unrecorded finishes, give jobs back to their queues and take new ones, at once; and
+        name the job `running` as the worker's current one, for as long as it may run."""
         with self._batch_lock:
             unrecorded, self._unrecorded = self._unrecorded, []
-        if not (unrecorded or take or given or give_back):
+        if not (unrecorded or take or given or give_back or running):
             return
         try:
             with self.connection.pipeline(transaction=False) as pipeline:
                 for args in unrecorded:
                     pipeline.eval(FINISH_JOB, 0, *args)
+                if running is not None:  # after the finishes, which unname the jobs they finish
+                    pipeline.hset(self.key, "current_job", running.id)
+                    pipeline.expire(self.key, running.timeout + HEARTBEAT_MARGIN_SECONDS)
                 for job, queue, execution in reversed(give_back):
                     execution.delete(job, pipeline)
                     job.set_status(JobStatus.QUEUED, pipeline=pipeline)
@@ -314,7 +331,7 @@ class AppWorker(SimpleWorker):
             if not self._held:
                 return None
             job, queue, self.execution = self._held.popleft()
-            self._running, self._running_since = job.id, time.monotonic()
+            self._running_job, self._running_since = job, time.monotonic()
         return job, queue
 
     def _release_held(self) -> None:
@@ -326,8 +343,10 @@ class AppWorker(SimpleWorker):
                 if not waiting or time.monotonic() - self._running_since < HOLD_SECONDS:
                     continue
                 held, self._held, self._batch_size = list(self._held), deque(), 1
+                running = self._running_job
             try:
-                self._round_trip(give_back=held)
+                # The worker's record named the first job of the batch: it names this one now.
+                self._round_trip(give_back=held, running=running)
             except RedisError as fault:  # the worker's own loop meets the fault too; the sweep recovers the jobs
                 log.warning("could not give back the jobs held behind a long one: %s", fault)
 
@@ -355,7 +374,7 @@ class AppWorker(SimpleWorker):
         try:
             self.perform_job(job, queue)
         finally:
-            self._running, self._running_since = None, float("inf")
+            self._running_job, self._running_since = None, float("inf")
             self._retire_if_too_big()
 
     def _retire_if_too_big(self) -> None:

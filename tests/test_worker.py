@@ -6,9 +6,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from rq import Worker
+from rq.exceptions import StopRequested
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.results import Result as RQResult
@@ -155,12 +157,17 @@ def test_a_job_finished_before_a_long_one_is_recorded_while_it_runs(app: Flask, 
     queue = app.extensions["queues"]["default"]
     first, long_one = submit(client, x=1, y=1), submit(client, x=1, y=1, delay=2)
 
-    def soon_after_the_long_one_began() -> tuple[str, list[str]]:
+    def soon_after_the_long_one_began() -> tuple[str, list[str], str | None, int]:
         wait_for(lambda: has_row(app, first), 10, "the first job to end")
         time.sleep(1)
-        return fetch(app, first).get_status(), queue.started_job_registry.get_job_ids()
+        [worker] = Worker.all(connection=app.extensions["redis"])
+        ttl = app.extensions["redis"].ttl(worker.key)
+        started = queue.started_job_registry.get_job_ids()
+        return fetch(app, first).get_status(), started, worker.get_current_job_id(), ttl
 
-    assert watch_while_working(app, soon_after_the_long_one_began) == (JobStatus.FINISHED, [long_one])
+    status, started, current, ttl = watch_while_working(app, soon_after_the_long_one_began)
+    assert (status, started, current) == (JobStatus.FINISHED, [long_one], long_one)  # the worker names the job it runs
+    assert ttl > app.config["TASK_TIMEOUTS"]["multiply"]  # and its record outlives it
 
 
 def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: FlaskClient) -> None:
@@ -178,3 +185,21 @@ def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: Flask
         "error": "canceled on request before it started",
     }
     assert client.get(f"/multiply/{running}").json["status"] == "finished"
+
+
+def test_jobs_held_by_a_suspended_worker_go_back_to_their_queue(app: Flask, client: FlaskClient) -> None:
+    redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
+    held = [submit(client, x=n, y=2) for n in range(3)]
+    worker = build_worker(app)
+    worker.register_birth()
+    worker._round_trip(take=3)  # a batch taken, none of it begun yet
+    assert [fetch(app, task_id).get_status() for task_id in held] == [JobStatus.STARTED] * 3
+    suspend(redis)
+    try:
+        with pytest.raises(StopRequested):  # a burst worker stops while suspended; a worker waits
+            worker.check_for_suspension(burst=True)
+    finally:
+        resume(redis)
+        worker.register_death()
+    assert [fetch(app, task_id).get_status() for task_id in held] == [JobStatus.QUEUED] * 3
+    assert queue.get_job_ids() == held and queue.started_job_registry.get_job_ids() == []
