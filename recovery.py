@@ -23,6 +23,8 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.results import Result as RQResult
 from rq.serializers import JSONSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -118,13 +120,33 @@ class Watchman(threading.Thread):
                 if job is not None and (job.worker_name in alive or job_id in alive.values()):
                     continue
                 self.redis.zrem(registry.key, f"{job_id}:{execution_id}")
-                if job is None or db.session.get(Result, uuid.UUID(job_id)) is not None:
-                    continue  # nothing left to run, or it ended and only the bookkeeping was lost
+                if job is None:
+                    continue  # nothing left to run
+                if (ended := db.session.get(Result, uuid.UUID(job_id))) is not None:
+                    self.record_ended(job, queues[name], ended)  # its worker died before it wrote RQ's bookkeeping
+                    continue
                 if (crashes := int(self.redis.get(f"{CRASHES_PREFIX}{job_id}") or 0)) >= MAX_CRASHES:
                     self.fail_crashing(job, crashes)
                     continue
                 queues[name].enqueue_job(job, at_front=True)
                 log.warning("task %s: its worker %s is gone; queued again", job_id, job.worker_name)
+
+    def record_ended(self, job: Job, queue: Queue, ended: Result) -> None:
+        """Write the RQ bookkeeping of a job whose row says it ended, as its worker would have: status, registry,
+        result and expiry (a worker that dies mid-batch has written its jobs' rows, not yet their RQ records)."""
+        with self.redis.pipeline() as pipeline:
+            job.set_status(JobStatus(ended.status), pipeline=pipeline)
+            if ended.status == "finished":
+                ttl = job.get_result_ttl(self.app.config["RESULT_TTL"])
+                queue.finished_job_registry.add(job, ttl, pipeline=pipeline)
+                RQResult.create(job, RQResult.Type.SUCCESSFUL, ttl, return_value=ended.result, pipeline=pipeline)
+                job.cleanup(ttl, pipeline=pipeline, remove_from_queue=False)
+            elif ended.status == "failed":
+                queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=ended.error or "", pipeline=pipeline)
+            else:  # stopped or canceled: no registry of RQ's holds them here
+                job.cleanup(job.failure_ttl, pipeline=pipeline, remove_from_queue=False)
+            pipeline.execute()
+        log.warning("task %s: its worker is gone; its RQ job is now %s, as its row says", job.id, ended.status)
 
     def fail_crashing(self, job: Job, crashes: int) -> None:
         """Fail a job that killed its worker process every time it ran, rather than run it again."""

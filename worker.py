@@ -27,7 +27,7 @@ from typing import Any
 from flask import Flask
 from redis.client import Pipeline
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import Queue, Retry, SimpleWorker
 from rq.command import parse_payload
 from rq.executions import Execution
 from rq.job import Job, JobStatus, _job_stack
@@ -419,6 +419,16 @@ class AppWorker(SimpleWorker):
         quick = self._slowest_in_batch < SHORT_JOB_SECONDS
         self._batch_size, self._slowest_in_batch = min(self._batch_size * 2, MAX_BATCH) if quick else 1, 0.0
         self._round_trip(take=0 if self._stop_requested else self._batch_size)
+
+    def handle_job_retry(
+        self, job: Job, queue: Queue, retry: Retry, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        """As RQ does, except that a retry asked for at the front of its queue (a job handed back at shutdown) goes
+        there: RQ 2.12 puts it at the back."""
+        super().handle_job_retry(job, queue, retry, started_job_registry, execution)
+        # Out of the queue, nobody can take it; a worker that took it meanwhile runs it, and it is not pushed again.
+        if retry.enqueue_at_front and self.connection.lrem(queue.key, 1, job.id):
+            self.connection.lpush(queue.key, job.id)
 
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry | None = None, exc_string: str = ""

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from rq import Worker
+from rq.job import Job, JobStatus
+from rq.results import Result as RQResult
+from rq.serializers import JSONSerializer
+from rq.suspension import resume, suspend
 
 from tests.conftest import row, service_env, start_process, stop_process, submit_task, wait_for
 
@@ -117,3 +121,23 @@ def test_a_worker_process_killed_leaves_no_process_of_its_own_behind(app: Flask,
     wait_for(lambda: not any(map(exists, left)), 10, "what the worker process ran to end with it")
     wait_for(lambda: worker_names(app), 30, "a fresh worker process")
     assert worker_process.poll() is None
+
+
+@pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_jobs_a_dead_worker_finished_but_had_not_recorded_read_as_finished(app: Flask, worker_process) -> None:
+    redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
+    suspend(redis)  # the jobs wait until all are queued, so that the worker takes them in ever larger batches
+    quick = [submit_task(app, "multiply", x=n, y=2) for n in range(40)]
+    deadly = submit_task(app, "crash", x=1, y=1, crashes=1)  # kills its worker process as the batch runs
+    resume(redis)
+    wait_for(lambda: all(row(app, task_id) for task_id in [*quick, deadly]), 60, "every task to end")
+
+    def recorded() -> bool:
+        jobs = Job.fetch_many(quick, connection=redis, serializer=JSONSerializer)
+        return not queue.started_job_registry.get_job_ids() and all(
+            job is None or job.get_status() == JobStatus.FINISHED for job in jobs
+        )
+
+    wait_for(recorded, 30, "RQ's record of every finished job to say so")
+    job = Job.fetch(quick[-1], connection=redis, serializer=JSONSerializer)
+    assert job.latest_result().type == RQResult.Type.SUCCESSFUL and 0 < redis.ttl(job.key) <= 60

@@ -203,3 +203,10 @@ def test_jobs_held_by_a_suspended_worker_go_back_to_their_queue(app: Flask, clie
         worker.register_death()
     assert [fetch(app, task_id).get_status() for task_id in held] == [JobStatus.QUEUED] * 3
     assert queue.get_job_ids() == held and queue.started_job_registry.get_job_ids() == []
+
+
+def test_a_job_handed_back_goes_to_the_front_of_its_queue(app: Flask, client: FlaskClient) -> None:
+    handed_back = submit(client, "/models/hand_back")
+    behind = submit(client, x=1, y=2)
+    build_worker(app).work(burst=True, max_jobs=1, logging_level="WARNING")
+    assert app.extensions["queues"]["default"].get_job_ids() == [handed_back, behind]
