@@ -133,14 +133,21 @@ redis.call('ZREM', 'rq:executions:' .. id, execution)
 """
 
 
+# Set while a job's own code runs: only then may a stop or a hand-back (SIGUSR1) interrupt it. Raised in the middle
+# of the worker's bookkeeping, it stranded the jobs that round trip had just taken.
+PERFORMING = threading.Event()
+
+
 class TakenJob(Job):
     """A job TAKE_JOBS took: its key is already persistent, so performing it needs no round trip of its own."""
 
     def perform(self) -> Any:
         _job_stack.push(self)  # what get_current_job() reads, as in Job.perform
+        PERFORMING.set()
         try:
             self._result = self._execute()
         finally:
+            PERFORMING.clear()
             _job_stack.pop()
         return self._result
 
@@ -448,7 +455,7 @@ class AppWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         # Popping the context at the end removes the job's database session, whatever happened.
         with self.app.app_context():
-            self.watchman.running_task = job.id  # SIGUSR1 interrupts the job only while this names it
+            self.watchman.running_task = job.id  # its liveness mark names the job
             self.running_job.set(job.id)
             try:
                 return super().perform_job(job, queue)
@@ -486,7 +493,7 @@ class AppWorker(SimpleWorker):
         os.kill(os.getpid(), signal.SIGUSR1)  # handled in the main thread, which runs the job
 
     def _interrupt_job(self, signum: int, frame: FrameType | None) -> None:
-        if not self.watchman.running_task:
+        if not PERFORMING.is_set():  # the job's own code has returned: what follows is bookkeeping, a round trip
             return
         if self._stopped_job_id is not None:
             raise JobStopped(f"task {self._stopped_job_id} stopped on request")

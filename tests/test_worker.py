@@ -1,5 +1,6 @@
 """The worker's own take-and-finish protocol (worker.TAKE_JOB) leaves the state RQ's readers expect."""
 
+import os
 import signal
 import threading
 import time
@@ -210,3 +211,23 @@ def test_a_job_handed_back_goes_to_the_front_of_its_queue(app: Flask, client: Fl
     behind = submit(client, x=1, y=2)
     build_worker(app).work(burst=True, max_jobs=1, logging_level="WARNING")
     assert app.extensions["queues"]["default"].get_job_ids() == [handed_back, behind]
+
+
+def test_a_stop_that_comes_during_the_workers_round_trip_strands_no_job(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, third = [submit(client, x=n, y=2) for n in range(3)]
+    worker = build_worker(app)
+    hold = type(worker)._hold
+
+    def stopped_meanwhile(self, reply: list) -> None:
+        if third in [task_id.decode() for _, task_id, _, _ in reply]:  # taken as the second ended
+            self._stopped_job_id = second  # the second's stop arrives as that round trip returns
+            os.kill(os.getpid(), signal.SIGUSR1)
+        hold(self, reply)
+
+    monkeypatch.setattr(type(worker), "_hold", stopped_meanwhile)
+    worker._batch_size = 2  # the first two taken together, the third when the second ends
+    worker.work(burst=True, logging_level="WARNING")
+    assert [row(app, task_id).status for task_id in (first, second, third)] == ["finished"] * 3
+    assert app.extensions["queues"]["default"].started_job_registry.get_job_ids() == []
