@@ -4,14 +4,22 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 LOCAL_DB := longjobs
 PORT ?= 5000
+# Only this machine reaches `make run`'s API (it has no token unless API_TOKENS is set); HOST=0.0.0.0 opens it.
+HOST ?= 127.0.0.1
 export PATH := $(BIN):$(PATH)
 # .env is for honcho; without this the flask CLI prints a tip about python-dotenv on every run.
 export FLASK_SKIP_DOTENV := 1
 
 .PHONY: run test lint chaos bench r
 
-$(VENV)/installed: requirements.txt requirements-dev.txt
+# `make run` installs what running needs: the runtime packages and honcho (pinned in requirements-dev.txt);
+# `make test`, `make lint` and `make bench` install the rest.
+$(VENV)/runtime: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt $$(grep '^honcho==' requirements-dev.txt)
+	touch $@
+
+$(VENV)/installed: $(VENV)/runtime requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -24,18 +32,18 @@ r:
 .env:
 	umask 077 && echo "RQ_DASHBOARD_PASSWORD=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" > $@
 
-run: $(VENV)/installed .env r
+run: $(VENV)/runtime .env r
 ifndef DATABASE_URL
 	psql -h 127.0.0.1 -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(LOCAL_DB)'" | grep -q 1 \
 		|| createdb -h 127.0.0.1 $(LOCAL_DB)
 endif
 	flask db upgrade
 	@echo
-	@echo "  API:       http://localhost:$(PORT)/multiply"
-	@echo "  Dashboard: http://localhost:$(PORT)/rq  (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
+	@echo "  API docs:  http://$(HOST):$(PORT)/docs   (the models: http://$(HOST):$(PORT)/models)"
+	@echo "  Dashboard: http://$(HOST):$(PORT)/rq     (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
 	@echo "  Ctrl-C stops web and worker."
 	@echo
-	PORT=$(PORT) honcho start web worker
+	PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker
 
 lint: $(VENV)/installed
 	ruff check .

@@ -10,8 +10,6 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = 25
 # Heroku sends SIGTERM and then SIGKILL 30 s later; let in-flight requests finish within that.
 graceful_timeout = 25
-# Heroku's router keeps connections open between requests; keep them for a little while.
-keepalive = 5
 # Access and error logs on stdout/stderr, where Heroku's log router collects them.
 accesslog = "-"
 errorlog = "-"
