@@ -43,7 +43,7 @@ endif
 	@echo "  Dashboard: http://$(HOST):$(PORT)/rq     (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
 	@echo "  Ctrl-C stops web and worker."
 	@echo
-	PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker
+	PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker || [ $$? -eq 130 ]  # Ctrl-C is a stop, not a failure
 
 lint: $(VENV)/installed
 	ruff check .
