@@ -48,6 +48,7 @@ endif
 lint: $(VENV)/installed
 	ruff check .
 	ruff format --check .
+	mypy
 
 test: lint r
 	python -m pytest

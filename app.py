@@ -10,9 +10,11 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
-from flask import Request, Response, current_app, json, redirect, request
+from flask import Request, current_app, json, redirect, request
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
+from flask_openapi3.types import ResponseDict
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
@@ -31,6 +33,7 @@ from werkzeug.exceptions import (
     Unauthorized,
 )
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
 
 import catalog
 import cli
@@ -62,7 +65,7 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 POLL_AGAIN_SECONDS = "1"
 RETRY_LATER_SECONDS = 5
-SUBMIT_ERRORS = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
+SUBMIT_ERRORS: ResponseDict = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
 TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its model")]
 SERVICE_TAG = [Tag(name="service", description="whether the service can take and run tasks")]
 MODELS_TAG = [Tag(name="models", description="the models tasks run: one file each in models/")]
@@ -115,7 +118,7 @@ def refuse_repeated_query_parameters() -> None:
             raise BadRequest(f"query parameter {name!r} appears more than once")
 
 
-POLL_RESPONSES = {404: PendingOrUnknown, 503: ErrorBody}
+POLL_RESPONSES: ResponseDict = {404: PendingOrUnknown, 503: ErrorBody}
 
 
 @api.get("/models", tags=MODELS_TAG, summary="The models tasks can run", responses={200: ModelList})
@@ -127,7 +130,7 @@ def list_models():
     return ModelList(models=infos).model_dump(mode="json")
 
 
-def unknown_model(name: str, rest: str = "") -> None:
+def unknown_model(name: str, rest: str = "") -> NoReturn:
     """What the model routes do not match: a model that does not exist, or a task id not in canonical form."""
     if name in current_app.extensions["models"]:
         raise NotFound(f"no {name} task has the id {rest!r}")
@@ -283,7 +286,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     app.request_class = StrictJSONRequest
     environ = os.environ if environ is None else environ
     app.config.from_mapping(load_settings(environ))
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # Heroku's router
+    # Heroku's router; Flask documents this assignment, which mypy takes for replacing a method.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     init_app(app)
     models = catalog.load(Path(app.config["MODELS_DIR"] or catalog.MODELS_DIR))
     app.extensions["models"] = models

@@ -91,6 +91,7 @@ class Model:
     def run(self, params: dict[str, Any], progress: Progress, **runner: Any) -> Any:
         """Run the model on stored parameters; `runner` goes to rscript.run for an R model."""
         if self.function is not None:
+            assert self.params_class is not None  # a Python model has both
             return self.function(self.params_class.model_validate(params), progress)
         try:
             return rscript.run(self.file, params, progress=progress, **runner)
@@ -119,6 +120,7 @@ def _timeout(value: Any, where: Path) -> int | None:
 
 def _python_model(name: str, file: Path) -> Model:
     spec = importlib.util.spec_from_file_location(f"models.{name}", file)
+    assert spec is not None and spec.loader is not None  # a .py file always has both
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # as an import does: pydantic resolves the module's annotations there
     try:

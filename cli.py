@@ -10,14 +10,14 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from werkzeug.exceptions import BadRequest, HTTPException
 
 import lifecycle
@@ -72,7 +72,7 @@ def submit_command(model_name: str, params: tuple[str, ...], priority: str, watc
     except BadRequest as exc:
         raise click.UsageError(exc.description) from None
     except HTTPException as exc:
-        raise click.ClickException(exc.description) from None
+        raise click.ClickException(cast(str, exc.description)) from None  # lifecycle's errors all have one
     click.echo(f"task {task_id} queued; its result will be at {model.result_path}/{task_id}")
     if watch:
         watch_task(task_id)
@@ -90,7 +90,7 @@ def watch_task(task_id: uuid.UUID) -> None:
     try:
         view = lifecycle.find(task_id)
     except HTTPException as exc:
-        raise click.ClickException(exc.description) from None
+        raise click.ClickException(cast(str, exc.description)) from None  # lifecycle's errors all have one
     with click.progressbar(length=100, label=view.status, show_percent=True, show_eta=False) as bar:
         while view.status not in TERMINAL_STATUSES:
             bar.label = f"{view.status} {view.progress.message or ''}".strip()
@@ -102,7 +102,10 @@ def watch_task(task_id: uuid.UUID) -> None:
         bar.update(view.progress.percent - bar.pos)
     if view.status != "finished":
         raise click.ClickException(f"task {task_id} {view.status}: {view.error}")
-    result = db.session.get(Result, task_id).result
+    if (ended := db.session.get(Result, task_id)) is None:  # its outcome waits in Redis for the watchmen
+        raise click.ClickException(f"task {task_id} finished, but the database cannot take its result yet; "
+                                   f"`flask tasks watch {task_id}` shows it once it can")  # fmt: skip
+    result = ended.result
     if len(text := json.dumps(result)) <= SHORT_RESULT_CHARS:
         click.echo(text)
         return
@@ -180,6 +183,7 @@ def prune_command(age: str) -> None:
     task_ids = db.session.scalars(ended).all()
     db.session.execute(delete(Task).where(Task.task_id.in_(task_ids)))
     oldest_key = min(cutoff, datetime.now(UTC) - IDEMPOTENCY_KEY_MINIMUM_AGE)
-    keys = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < oldest_key)).rowcount
+    deleted = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < oldest_key))
+    keys = cast(CursorResult[Any], deleted).rowcount  # a DELETE's result is a CursorResult
     db.session.commit()
     click.echo(f"pruned {len(task_ids)} ended task(s) and {keys} idempotency key(s)")

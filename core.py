@@ -48,7 +48,7 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(directory=str(Path(__file__).with_name("migrations")))
 
 
-class Task(db.Model):
+class Task(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
     """A task the API accepted: what to run, and how urgently. Kept after it ends, beside its result."""
 
     __tablename__ = "tasks"
@@ -64,7 +64,7 @@ class Task(db.Model):
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Result(db.Model):
+class Result(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
     """The outcome of a task that reached a terminal state; one row per task, and only those."""
 
     __tablename__ = "results"
@@ -81,7 +81,7 @@ class Result(db.Model):
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class IdempotencyKey(db.Model):
+class IdempotencyKey(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
     """A client's Idempotency-Key on one endpoint, the request it came with, and the task it made."""
 
     __tablename__ = "idempotency_keys"

@@ -8,7 +8,7 @@ Imports nothing of ours; app.py mounts it.
 
 import hmac
 import html
-from typing import Any
+from typing import Any, cast
 
 import rq_dashboard
 import rq_dashboard.web
@@ -65,7 +65,8 @@ def require_dashboard_login() -> None:
 
 def share_redis_with_dashboard() -> None:
     # rq-dashboard builds a new client from its URL on every request; hand it the app's one instead.
-    current_app.redis_conn = current_app.extensions["redis"]
+    # (The attribute is rq-dashboard's, unknown to Flask's types.)
+    current_app.redis_conn = current_app.extensions["redis"]  # type: ignore[attr-defined]
 
 
 def requeue_failed_job(job_id: str) -> dict:
@@ -112,7 +113,7 @@ def list_workers(instance_number: int) -> ResponseReturnValue:
         job = worker.get_current_job()
         current = "idle" if job is None else {"job_id": job.id, "description": html.escape(job.description or ""),
                                               "created_at": rq_dashboard.web.serialize_date(job.created_at),
-                                              "call_string": html.escape(job.func_name)}  # fmt: skip
+                                              "call_string": html.escape(cast(str, job.func_name))}  # fmt: skip
         workers.append(
             {
                 "name": worker.name,

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from redis import Redis
@@ -30,7 +30,7 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailab
 import tasks
 from catalog import Model, result_path
 from core import IdempotencyKey, Result, Task, db
-from schemas import TERMINAL_STATUSES, InvalidRequest, ListQuery, Progress, TaskPending, TaskView
+from schemas import TERMINAL_STATUSES, InvalidRequest, ListQuery, Priority, Progress, Status, TaskPending, TaskView
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)
@@ -53,6 +53,7 @@ def _claim_key(model: Model, key: str, fingerprint: str, task_id: uuid.UUID) -> 
     if db.session.execute(claim.on_conflict_do_nothing().returning(IdempotencyKey.task_id)).scalar() is not None:
         return None
     stored = db.session.get(IdempotencyKey, (model.name, key))
+    assert stored is not None  # the INSERT above met it
     earlier, same = stored.task_id, stored.fingerprint == fingerprint
     db.session.rollback()
     if not same:
@@ -154,8 +155,8 @@ def _progress(status: str, meta: dict) -> Progress:
 def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskView:
     """Everything known about a task, from its rows and its RQ job (any of which may be missing)."""
     assert task is not None or result is not None or job is not None
-    task_id = task.task_id if task else result.task_id if result else uuid.UUID(job.id)
-    name = task.type if task else result.type if result else job.meta["type"]
+    task_id = task.task_id if task else result.task_id if result else uuid.UUID(cast(Job, job).id)
+    name = task.type if task else result.type if result else cast(Job, job).meta["type"]
     if result is not None:
         status = result.status
     elif job is not None:
@@ -165,8 +166,8 @@ def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskV
     return TaskView(
         task_id=task_id,
         type=name,
-        priority=task.priority if task else job.origin if job else "default",
-        status=status,
+        priority=cast(Priority, task.priority if task else job.origin if job else "default"),
+        status=cast(Status, status),
         progress=_progress(status, job.meta if job else {}),
         params=task.params if task else job.args[2] if job and len(job.args) > 2 else None,
         enqueued_at=task.enqueued_at if task else _aware(job.enqueued_at) if job else None,
@@ -201,7 +202,8 @@ def poll(model: Model, task_id: uuid.UUID) -> dict[str, Any] | TaskPending:
         body = {"task_id": str(task_id), "status": ended.status, "params": ended.params}
         return body | ({"result": ended.result} if ended.status == "finished" else {"error": ended.error})
     if ended is None:
-        status, meta = _redis().hmget(Job.key_for(str(task_id)), "status", "meta")
+        # bytes or None: the client does not decode responses
+        status, meta = cast(list[Any], _redis().hmget(Job.key_for(str(task_id)), "status", "meta"))
         meta = JSONSerializer.loads(meta) if meta else {}
         if status is not None and meta.get("type") == model.name:
             status = status.decode()
@@ -213,6 +215,7 @@ def poll(model: Model, task_id: uuid.UUID) -> dict[str, Any] | TaskPending:
 
 
 def _encode_cursor(view: TaskView) -> str:
+    assert view.enqueued_at is not None  # a listed task has its row
     return base64.urlsafe_b64encode(f"{view.enqueued_at.isoformat()}|{view.task_id}".encode()).decode()
 
 

@@ -20,12 +20,12 @@ import uuid
 
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.results import Result as RQResult
 from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -53,7 +53,7 @@ def count_crash(task_id: str) -> None:
 class Watchman(threading.Thread):
     """Keeps its worker's liveness mark fresh and, in turn with the other workers, sweeps up."""
 
-    def __init__(self, app: Flask, worker: Worker) -> None:
+    def __init__(self, app: Flask, worker: BaseWorker) -> None:
         super().__init__(name="watchman", daemon=True)
         self.app, self.worker = app, worker
         self.redis = app.extensions["redis"]

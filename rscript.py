@@ -104,6 +104,8 @@ def run(
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, which the kill below takes whole
         )
+        assert process.stdout is not None and process.stderr is not None  # both are PIPE
+        tail: deque[str]
         output, tail = bytearray(), deque(maxlen=200)
         readers = [
             threading.Thread(target=_read_output, args=(process.stdout, output), daemon=True),

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app, has_app_context
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -95,7 +95,7 @@ def store_result(values: dict[str, Any]) -> None:
 
 
 def _outcome(
-    task_id: str, task_type: str, status: str, result: Any, error: str | None, started_at: datetime | None
+    task_id: str, task_type: str | None, status: str, result: Any, error: str | None, started_at: datetime | None
 ) -> dict[str, Any]:
     return {
         "task_id": task_id,
@@ -145,11 +145,11 @@ def retry_transient_faults(func: Callable[..., Any]) -> Callable[..., Any]:
         except JobHandedBack:
             db.session.rollback()
             log.info("task %s handed back to the front of its queue: its worker is shutting down", task_id)
-            return Retry(max=(get_current_job().number_of_retries or 0) + 1, enqueue_at_front=True)
+            return Retry(max=(cast(Job, get_current_job()).number_of_retries or 0) + 1, enqueue_at_front=True)
         except TRANSIENT_FAULTS as fault:
             db.session.rollback()
             attempts = current_app.config["RETRY_ATTEMPTS"]
-            retries = get_current_job().number_of_retries or 0
+            retries = cast(Job, get_current_job()).number_of_retries or 0
             if retries >= attempts:
                 raise
             backoff = current_app.config["RETRY_BACKOFF_SECONDS"]
@@ -166,7 +166,7 @@ def retry_transient_faults(func: Callable[..., Any]) -> Callable[..., Any]:
 @retry_transient_faults
 def run_model(task_id: str, name: str, params: dict[str, Any]) -> Any:
     """Run a model (catalog.py) on a task's parameters, reporting progress, and store its result."""
-    job = get_current_job()
+    job = cast(Job, get_current_job())  # RQ runs it as a job
     model = current_app.extensions["models"].get(name)
     if model is None:
         raise ModelFailed(f"this worker has no model named {name!r} (was models/{name}.* removed?)")

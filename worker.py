@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
 from redis.client import Pipeline
@@ -271,7 +271,8 @@ class AppWorker(SimpleWorker):
                     pipeline.eval(FINISH_JOB, 0, *args)
                 if running is not None:  # after the finishes, which unname the jobs they finish
                     pipeline.hset(self.key, "current_job", running.id)
-                    pipeline.expire(self.key, running.timeout + HEARTBEAT_MARGIN_SECONDS)
+                    # RQ types it float | None; a queued job's is set, and an int once read back (parse_timeout).
+                    pipeline.expire(self.key, cast(int, running.timeout) + HEARTBEAT_MARGIN_SECONDS)
                 for job, queue, execution in reversed(give_back):
                     execution.delete(job, pipeline)
                     job.set_status(JobStatus.QUEUED, pipeline=pipeline)
@@ -302,7 +303,7 @@ class AppWorker(SimpleWorker):
         pipeline.eval(TAKE_JOBS, len(keys), *keys, *args, *executions)
 
     def _hold(self, reply: list) -> None:
-        held = deque()
+        held: deque[Taken] = deque()
         for queue_key, job_id, execution_id, fields in reply:
             job = TakenJob(job_id.decode(), connection=self.connection, serializer=self.serializer)
             hash_ = dict(zip(fields[::2], fields[1::2], strict=True))
@@ -407,6 +408,8 @@ class AppWorker(SimpleWorker):
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
         """Keep the job's bookkeeping (FINISH_JOB) for the batch's round trip; our jobs have no dependents, so
         RQ's watch on them is left out. The last job of a batch makes the round trip, taking the next one."""
+        # Set when the job was taken (_hold), begun (_begin) and when it ended (handle_execution_ended).
+        assert self.execution is not None and job.started_at is not None and job.ended_at is not None
         # Result.serialize's fields, made here: a Result object costs a serializer check per job.
         result = {"type": Result.Type.SUCCESSFUL.value, "worker_name": self.name, "execution_id": self.execution.id,
                   "execution_started_at": self.execution.created_at.timestamp(),

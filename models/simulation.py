@@ -10,7 +10,7 @@ others on average, and the final size follows z = 1 - exp(-r0 z) for a large pop
 
 import secrets
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -19,8 +19,8 @@ from pydantic_core import PydanticCustomError
 TIMEOUT = 600  # the largest run (100,000 runs over 1,000 days) takes about 15 s of one core
 BAND = (5, 50, 95)  # the 90% band and the median, in percent
 DIED_OUT_SHARE = 0.01  # an outbreak that ended having infected fewer than this share of the population died out
-EXAMPLE = {"population": 1_000_000, "initial_infected": 20, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
-           "days": 365, "runs": 1000, "seed": 7}  # fmt: skip
+EXAMPLE: dict[str, Any] = {"population": 1_000_000, "initial_infected": 20, "r0": 2.5, "incubation_days": 4,
+                           "infectious_days": 6, "days": 365, "runs": 1000, "seed": 7}  # fmt: skip
 
 
 class Params(BaseModel):
