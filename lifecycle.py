@@ -23,7 +23,7 @@ from rq import Callback
 from rq.command import send_stop_job_command
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable, UnprocessableEntity
 
@@ -78,8 +78,10 @@ def enqueue(task: Task) -> None:
 
 INSERT_TASK = insert(Task.__table__)
 # A result URL's 200: the outcome and the parameters it ran with, in one SELECT.
-ENDED = select(Result.type, Result.status, Result.result, Result.error, Task.params).outerjoin(
-    Task, Task.task_id == Result.task_id
+ENDED = (
+    select(Result.type, Result.status, Result.result, Result.error, Task.params)
+    .outerjoin(Task, Task.task_id == Result.task_id)
+    .where(Result.task_id == bindparam("task_id"))  # made once: built per poll, it cost a fifth of one
 )
 
 
@@ -197,7 +199,7 @@ def poll(model: Model, task_id: uuid.UUID) -> dict[str, Any] | TaskPending:
 
     The hot path of every polling client: one primary-key SELECT, then two fields of the job's hash.
     """
-    ended = db.session.execute(ENDED.where(Result.task_id == task_id)).first()
+    ended = db.session.execute(ENDED, {"task_id": task_id}).first()
     if ended is not None and ended.type == model.name:
         body = {"task_id": str(task_id), "status": ended.status, "params": ended.params}
         return body | ({"result": ended.result} if ended.status == "finished" else {"error": ended.error})
