@@ -42,7 +42,7 @@ MAX_CRASHES = 3  # a job that kills its worker process this many times fails, ra
 
 
 def count_crash(task_id: str) -> None:
-    """Record that a worker process died running this task (worker.main finds out; the next process records it)."""
+    """Record that a worker process died running this task (the supervisor finds out; the next process records it)."""
     redis = current_app.extensions["redis"]
     with redis.pipeline() as pipeline:
         pipeline.incr(f"{CRASHES_PREFIX}{task_id}").expire(f"{CRASHES_PREFIX}{task_id}", CRASHES_KEPT_SECONDS)

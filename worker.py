@@ -1,26 +1,21 @@
-"""The RQ worker process: `python worker.py` serves the queues high, default, low in that order.
+"""The RQ worker: `python worker.py` serves the queues high, default, low in that order.
 
-Imports app (to build it), core, lifecycle, tasks and recovery; nothing of ours imports this module.
-It runs jobs in its own process (RQ's SimpleWorker) rather than a forked work horse per job, and that
-process runs under a supervisor (main) that starts a fresh one when a job kills it or it outgrows
+Imports app (to build it), core, lifecycle, tasks, recovery and supervisor; nothing of ours imports this module.
+It runs jobs in its own process (RQ's SimpleWorker) rather than a forked work horse per job, and that process
+runs under the supervisor (supervisor.py), which starts a fresh one when a job kills it or it outgrows
 WORKER_MAX_MEMORY_MB: docs/architecture.md says why.
 """
 
-import ctypes
 import logging
-import mmap
 import os
 import resource
 import signal
-import struct
-import sys
 import threading
 import time
 import uuid
 from base64 import b64encode
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
@@ -40,17 +35,14 @@ from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-import catalog
 import lifecycle
 from app import LOG_FORMAT, create_app
-from core import QUEUE_NAMES, load_settings
+from core import QUEUE_NAMES
 from recovery import Watchman, count_crash
+from supervisor import MAX_RESTART_BACKOFF_SECONDS, RETIRED, RunningJob, supervise
 from tasks import JobHandedBack, JobStopped
 
 log = logging.getLogger(__name__)
-MAX_RESTART_BACKOFF_SECONDS = 30
-PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux
-RETIRED = 3  # the exit status of a worker process that stopped to be replaced (over WORKER_MAX_MEMORY_MB)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
 HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by this much, as RQ's does
@@ -59,8 +51,6 @@ MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
 HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
 RELEASE_CHECK_SECONDS = 0.1
-JOB_ID_BYTES = 48
-GROUP = struct.Struct("q")
 # Both scripts use RQ 2's key layout (rq:job:, rq:execution:, rq:wip:, ...), pinned with RQ itself.
 # Take jobs and mark them started, in one round trip: the state RQ's worker writes in its two preparation
 # pipelines (job, execution, started registry, worker), written the same way. It takes the job named in
@@ -153,35 +143,6 @@ class TakenJob(Job):
 
 
 Taken = tuple[TakenJob, Queue, Execution]
-
-
-class RunningJob:
-    """The id of the job a worker process runs now, and the process group of the R process it runs (if any), in
-    memory shared with main(), which outlives it: a job still named there when the process died is the one
-    that killed it, and what it left running is killed then. Job ids are 36 characters here."""
-
-    def __init__(self) -> None:
-        self._memory = mmap.mmap(-1, JOB_ID_BYTES + GROUP.size)
-
-    def get(self) -> str:
-        return self._memory[:JOB_ID_BYTES].rstrip(b"\0").decode()
-
-    def set(self, job_id: str) -> None:
-        self._memory[:JOB_ID_BYTES] = job_id.encode().ljust(JOB_ID_BYTES, b"\0")
-
-    def set_group(self, group: int) -> None:
-        """rscript.run names the process group it starts (0 once it is gone)."""
-        GROUP.pack_into(self._memory, JOB_ID_BYTES, group)
-
-    def kill_group(self) -> None:
-        """Kill what the job of a dead worker process left running."""
-        if group := GROUP.unpack_from(self._memory, JOB_ID_BYTES)[0]:
-            try:
-                os.killpg(group, signal.SIGKILL)
-                log.warning("killed the processes (group %d) its job had started", group)
-            except ProcessLookupError:
-                pass
-            self.set_group(0)
 
 
 class AppWorker(SimpleWorker):
@@ -387,7 +348,7 @@ class AppWorker(SimpleWorker):
 
     def _retire_if_too_big(self) -> None:
         """Past WORKER_MAX_MEMORY_MB (at its peak: a job that leaks, or one that needed much once), stop taking
-        jobs; main() starts a fresh process. Checked after a job, at most once a second."""
+        jobs; the supervisor starts a fresh process. Checked after a job, at most once a second."""
         if time.monotonic() - self._memory_checked_at < MEMORY_CHECK_SECONDS:
             return
         self._memory_checked_at = time.monotonic()
@@ -469,7 +430,7 @@ class AppWorker(SimpleWorker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown (SIGTERM, Ctrl-C): a running job gets the grace period, then goes back to its queue.
 
-        The same request again is nothing new: Heroku signals every process of a dyno and main() passes the
+        The same request again is nothing new: Heroku signals every process of a dyno and the supervisor passes the
         signal on, so a second one can arrive while this handler still runs (starting the timer waits).
         """
         if self.stop_signalled:
@@ -557,75 +518,6 @@ def serve(running: RunningJob) -> int:
             return 0
 
 
-def wait_for_child(child: int) -> int:
-    """Wait until the worker process ends and return its exit code, reaping the orphans that end meanwhile."""
-    while True:
-        pid, status = os.waitpid(-1, 0)
-        if pid == child:
-            return os.waitstatus_to_exitcode(status)
-
-
-def kill_orphans() -> None:
-    """Kill what a dead worker process left running: with no worker process, every child of this one is one."""
-    me = os.getpid()
-    for pid in map(int, Path(f"/proc/{me}/task/{me}/children").read_text().split()):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        log.warning("killed process %d, left running by the worker process that ended", pid)
-
-
-def main() -> None:
-    """Supervise the worker: run it in a child process, and start a fresh one when it retires or dies.
-
-    The child is forked once the modules are imported, and before the app or any connection exists, so
-    nothing but code crosses the fork. SIGTERM or SIGINT here goes on to the child as SIGTERM (which it
-    takes once, however often it comes: Heroku, honcho and a terminal signal both processes); this
-    process then waits for it and exits 0.
-    """
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    # A bad setting or a broken model file stops this process at once, rather than every child in a loop.
-    catalog.load(Path(load_settings(os.environ)["MODELS_DIR"] or catalog.MODELS_DIR))
-    running = RunningJob()
-    stop = threading.Event()
-    child = 0
-    # What a dead worker process leaves running (RQ's scheduler process, what an R model started) is handed to
-    # this process, which outlives it, rather than to init: kill_orphans() ends it.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-    def pass_on(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        if child:
-            os.kill(child, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, pass_on)
-    signal.signal(signal.SIGINT, pass_on)
-    backoff = 1
-    while not stop.is_set():
-        started = time.monotonic()
-        child = os.fork()
-        if child == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            sys.exit(serve(running))
-        if stop.is_set():  # a signal that came while forking found no child to pass it on to
-            os.kill(child, signal.SIGTERM)
-        code = wait_for_child(child)
-        pid, child = child, 0
-        running.kill_group()
-        kill_orphans()
-        if stop.is_set() or code == 0:
-            return
-        if code == RETIRED:
-            log.info("worker process %d retired; a fresh one takes over", pid)
-            continue
-        ended = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        if task_id := running.get():
-            ended += f" running task {task_id}"
-        backoff = 1 if time.monotonic() - started > 60 else backoff  # back off only while it keeps dying
-        log.error("worker process %d %s; starting another in %d s", pid, ended, backoff)
-        stop.wait(backoff)
-        backoff = min(backoff * 2, MAX_RESTART_BACKOFF_SECONDS)
-
-
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    supervise(serve)

@@ -152,7 +152,7 @@ def rss_mb(pid: int) -> float:
 
 
 def worker_pid(process: subprocess.Popen) -> int:
-    """The process that runs the jobs: ours runs in the one child of `python worker.py` (worker.main), forked
+    """The process that runs the jobs: ours runs in the one child of `python worker.py` (supervisor.py), forked
     once its modules are imported."""
     if process.args != ["python", "worker.py"]:
         return process.pid
