@@ -59,7 +59,6 @@ class Watchman(threading.Thread):
         self.redis = app.extensions["redis"]
         self.liveness = app.config["WORKER_LIVENESS_SECONDS"]
         self.interval = self.liveness / 4
-        self.running_task = ""  # set by the worker around each job
         self.missing_since: dict[uuid.UUID, float] = {}
         self.stopped = threading.Event()
 
@@ -79,7 +78,8 @@ class Watchman(threading.Thread):
 
     def beat(self) -> None:
         """Mark the worker alive, naming its task; register it again if Redis lost its record."""
-        self.redis.set(f"{ALIVE_PREFIX}{self.worker.name}", self.running_task, ex=self.liveness)
+        running = self.worker.get_current_job_id() or ""
+        self.redis.set(f"{ALIVE_PREFIX}{self.worker.name}", running, ex=self.liveness)
         if self.worker.get_state() != "starting" and not self.redis.exists(self.worker.key):
             self.worker.register_birth()
 

@@ -300,8 +300,14 @@ class AppWorker(SimpleWorker):
             if not self._held:
                 return None
             job, queue, self.execution = self._held.popleft()
-            self._running_job, self._running_since = job, time.monotonic()
+            self._run(job)
         return job, queue
+
+    def _run(self, job: Job | None) -> None:
+        """The one place that says which job runs now (None: none): this worker's own record, which its readers
+        (RQ's current job, the watchman's liveness mark, the releaser) ask, and its copy for the supervisor."""
+        self._running_job, self._running_since = job, time.monotonic() if job is not None else float("inf")
+        self.running_job.set(job.id if job is not None else "")
 
     def _release_held(self) -> None:
         """Releaser thread: once the running job has run HOLD_SECONDS, give the held jobs back, for other workers,
@@ -343,7 +349,7 @@ class AppWorker(SimpleWorker):
         try:
             self.perform_job(job, queue)
         finally:
-            self._running_job, self._running_since = None, float("inf")
+            self._run(None)
             self._retire_if_too_big()
 
     def _retire_if_too_big(self) -> None:
@@ -419,13 +425,7 @@ class AppWorker(SimpleWorker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         # Popping the context at the end removes the job's database session, whatever happened.
         with self.app.app_context():
-            self.watchman.running_task = job.id  # its liveness mark names the job
-            self.running_job.set(job.id)
-            try:
-                return super().perform_job(job, queue)
-            finally:
-                self.watchman.running_task = ""
-                self.running_job.set("")
+            return super().perform_job(job, queue)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown (SIGTERM, Ctrl-C): a running job gets the grace period, then goes back to its queue.
