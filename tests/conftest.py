@@ -4,6 +4,7 @@ Real services only: TEST_DATABASE_URL and TEST_REDIS_URL, defaulting to this mac
 """
 
 import atexit
+import base64
 import functools
 import os
 import shutil
@@ -107,11 +108,11 @@ def make_app(**overrides: str) -> Iterator[Flask]:
     app.extensions["redis"].close()
 
 
-def closed_port_url() -> str:
-    """A Redis URL on which nothing listens."""
+def closed_port_url(scheme: str = "redis", path: str = "1") -> str:
+    """A URL on which nothing listens: Redis by default, or (`postgresql`, a database name) a dead Postgres."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{closed.getsockname()[1]}/1"
+        return f"{scheme}://127.0.0.1:{closed.getsockname()[1]}/{path}"
 
 
 @contextmanager
@@ -128,6 +129,21 @@ def app_on(**overrides: str) -> Iterator[Flask]:
 @pytest.fixture
 def app(migrated_database: str) -> Iterator[Flask]:
     yield from make_app()
+
+
+def app_fixture(**overrides: str) -> Callable[[str], Iterator[Flask]]:
+    """A fixture like `app`, with settings of its own: `impatient_app = app_fixture(MULTIPLY_TIMEOUT="1")`."""
+
+    @pytest.fixture
+    def app_with_settings(migrated_database: str) -> Iterator[Flask]:
+        yield from make_app(**overrides)
+
+    return app_with_settings
+
+
+@pytest.fixture
+def app_without_redis(migrated_database: str) -> Iterator[Flask]:
+    yield from make_app(REDIS_URL=closed_port_url())
 
 
 @pytest.fixture
@@ -153,6 +169,16 @@ def submit(client: FlaskClient, path: str = "/multiply", **body: object) -> str:
     response = client.post(path, json=body)
     assert response.status_code == 202, response.json
     return response.json["task_id"]
+
+
+def submit_failing(app: Flask, failures: int, fault: str) -> str:
+    """Queue, through the real submit path, a multiplication that fails `failures` times first (tests/models)."""
+    return submit_task(app, "flaky", x=6, y=7, failures=failures, fault=fault)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An Authorization header for HTTP basic auth (the dashboard's)."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def submit_task(app: Flask, model: str, **params: object) -> str:

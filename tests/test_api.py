@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -15,7 +14,7 @@ from rq.job import Job
 from sqlalchemy import select
 
 from core import Result, db
-from tests.conftest import app_on, closed_port_url, make_app
+from tests.conftest import app_fixture, app_on, closed_port_url
 
 
 def submit(client: FlaskClient, **body: object) -> str:
@@ -113,9 +112,7 @@ def test_a_rerun_overwrites_the_row_with_its_latest_outcome(app: Flask, client: 
     }
 
 
-@pytest.fixture
-def impatient_app(migrated_database: str):
-    yield from make_app(MULTIPLY_TIMEOUT="1")
+impatient_app = app_fixture(MULTIPLY_TIMEOUT="1")
 
 
 def test_a_job_over_its_timeout_is_stopped_and_fails(impatient_app: Flask, run_worker) -> None:
@@ -233,12 +230,6 @@ def test_errors_are_json(client: FlaskClient) -> None:
         assert set(response.json) == {"error"}
 
 
-@pytest.fixture
-def app_without_redis(migrated_database: str) -> Iterator[Flask]:
-    with app_on(REDIS_URL=closed_port_url()) as app:
-        yield app
-
-
 def test_post_is_503_when_redis_is_unreachable(app_without_redis: Flask) -> None:
     started = time.monotonic()
     response = app_without_redis.test_client().post("/multiply", data='{"x": 1, "y": 2}')
@@ -289,10 +280,7 @@ def test_finished_tasks_are_answered_while_redis_is_down(app: Flask, client: Fla
 
 
 def test_get_is_503_when_the_database_is_unreachable(migrated_database: str) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        dead = f"postgresql://127.0.0.1:{closed.getsockname()[1]}/longjobs"
-    with app_on(DATABASE_URL=dead) as down:
+    with app_on(DATABASE_URL=closed_port_url("postgresql", "longjobs")) as down:
         response = down.test_client().get(f"/multiply/{uuid.uuid4()}")
         assert response.status_code == 503
         assert int(response.headers["Retry-After"]) > 0
@@ -300,10 +288,7 @@ def test_get_is_503_when_the_database_is_unreachable(migrated_database: str) -> 
 
 
 def test_post_is_503_when_the_database_is_unreachable(migrated_database: str) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        dead = f"postgresql://127.0.0.1:{closed.getsockname()[1]}/longjobs"
-    with app_on(DATABASE_URL=dead) as down:
+    with app_on(DATABASE_URL=closed_port_url("postgresql", "longjobs")) as down:
         response = down.test_client().post("/multiply", json={"x": 1, "y": 2})
         assert response.status_code == 503
         assert "nothing was queued" in response.json["error"]

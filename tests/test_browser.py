@@ -13,9 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import DASHBOARD_PASSWORD, wait_for
-from tests.test_dashboard import basic
-from tests.test_lifecycle import submit_failing
+from tests.conftest import DASHBOARD_PASSWORD, basic, submit_failing, wait_for
 
 pytestmark = [
     pytest.mark.slow,

@@ -14,8 +14,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 
 from core import IdempotencyKey, Result, Task, db
-from tests.conftest import ROOT, service_env
-from tests.test_lifecycle import submit_failing
+from tests.conftest import ROOT, service_env, submit_failing
 
 
 def invoke(app: Flask, *args: str):

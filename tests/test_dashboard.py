@@ -1,14 +1,12 @@
 """rq-dashboard at /rq: basic auth from the environment, on the queues' Redis and JSON serializer."""
 
-import base64
 import json
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import DASHBOARD_PASSWORD, make_app, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, app_fixture, basic, wait_for
 
 PAGES = [
     "/rq",
@@ -18,10 +16,6 @@ PAGES = [
     "/rq/static/css/main.css",
     "/rq/nothing",
 ]
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -52,9 +46,7 @@ def test_dashboard_lists_a_queued_task(client: FlaskClient) -> None:
     assert jobs[0]["description"] == f"multiply {task_id}"
 
 
-@pytest.fixture
-def locked_app(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(RQ_DASHBOARD_PASSWORD="")
+locked_app = app_fixture(RQ_DASHBOARD_PASSWORD="")
 
 
 def test_dashboard_without_a_password_lets_nobody_in(locked_app: Flask) -> None:
@@ -64,9 +56,7 @@ def test_dashboard_without_a_password_lets_nobody_in(locked_app: Flask) -> None:
         assert "RQ_DASHBOARD_PASSWORD" in response.json["error"]
 
 
-@pytest.fixture
-def custom_user_app(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(RQ_DASHBOARD_USERNAME="ops", RQ_DASHBOARD_PASSWORD="s3cret:with:colons")
+custom_user_app = app_fixture(RQ_DASHBOARD_USERNAME="ops", RQ_DASHBOARD_PASSWORD="s3cret:with:colons")
 
 
 def test_dashboard_username_and_password_come_from_the_environment(custom_user_app: Flask) -> None:

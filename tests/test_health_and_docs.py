@@ -1,15 +1,12 @@
 """GET /health, and the OpenAPI document and interactive docs generated from the request schemas."""
 
 import re
-import socket
-from collections.abc import Iterator
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from tests.conftest import app_on, closed_port_url, make_app
+from tests.conftest import app_on, closed_port_url
 
 
 def test_health_reports_redis_database_workers_queues_and_failures(app: Flask, client: FlaskClient) -> None:
@@ -30,11 +27,6 @@ def test_health_counts_live_workers(client: FlaskClient, worker_process) -> None
     assert client.get("/health").json["workers"] == 1
 
 
-@pytest.fixture
-def app_without_redis(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(REDIS_URL=closed_port_url())
-
-
 def test_health_is_503_when_redis_is_down(app_without_redis: Flask) -> None:
     response = app_without_redis.test_client().get("/health")
     assert response.status_code == 503
@@ -44,10 +36,7 @@ def test_health_is_503_when_redis_is_down(app_without_redis: Flask) -> None:
 
 
 def test_health_is_503_when_the_database_is_down(migrated_database: str) -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        dead = f"postgresql://127.0.0.1:{closed.getsockname()[1]}/longjobs"
-    with app_on(DATABASE_URL=dead) as app:
+    with app_on(DATABASE_URL=closed_port_url("postgresql", "longjobs")) as app:
         response = app.test_client().get("/health")
         assert response.status_code == 503
         assert response.json["database"]["ok"] is False

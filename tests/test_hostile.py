@@ -3,7 +3,6 @@ queues is executed), and hypothesis on the validators."""
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -15,7 +14,7 @@ from schemathesis import GenerationMode, checks
 
 import catalog
 from schemas import InvalidRequest, parse_json
-from tests.conftest import ROOT, make_app
+from tests.conftest import ROOT, app_fixture
 
 pytestmark = pytest.mark.slow
 MULTIPLY = catalog.load()["multiply"]
@@ -29,10 +28,7 @@ SCHEMATHESIS_CHECKS = [
 ]
 
 
-@pytest.fixture
-def shipped_app(migrated_database: str) -> Iterator[Flask]:
-    """The app with the models the service ships (not the tests' own)."""
-    yield from make_app(MODELS_DIR=str(ROOT / "models"))
+shipped_app = app_fixture(MODELS_DIR=str(ROOT / "models"))  # the models the service ships, not the tests' own
 
 
 def test_the_api_survives_what_its_own_schema_allows_and_more(shipped_app: Flask) -> None:

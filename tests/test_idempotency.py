@@ -1,7 +1,6 @@
 """Idempotency-Key on POST: one job per key and request, 422 for another request, nothing kept for refusals."""
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -9,7 +8,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from core import IdempotencyKey, Task, db
-from tests.conftest import closed_port_url, make_app
 
 
 def count(app: Flask, model: type) -> int:
@@ -91,11 +89,6 @@ def test_a_refused_request_leaves_no_key(app: Flask, client: FlaskClient) -> Non
     assert post(client, "retry-me", {"x": "two", "y": 3}).status_code == 400
     assert count(app, IdempotencyKey) == 0
     assert post(client, "retry-me", {"x": 2, "y": 3}).status_code == 202
-
-
-@pytest.fixture
-def app_without_redis(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(REDIS_URL=closed_port_url())
 
 
 def test_a_503_leaves_no_key_and_no_task(app_without_redis: Flask) -> None:

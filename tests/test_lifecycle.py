@@ -4,7 +4,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -14,14 +13,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tasks import ProgressReporter
-from tests.conftest import DASHBOARD_PASSWORD, make_app, row, submit, submit_task, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, app_fixture, make_app, row, submit, submit_failing, wait_for
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{DASHBOARD_PASSWORD}".encode()).decode()}
-
-
-def submit_failing(app: Flask, failures: int, fault: str) -> str:
-    """Queue, through the real submit path, a multiplication that fails `failures` times first (tests/models)."""
-    return submit_task(app, "flaky", x=6, y=7, failures=failures, fault=fault)
 
 
 FLAKY = {"x": 6.0, "y": 7.0, "failures": 1, "fault": "data"}
@@ -128,9 +122,7 @@ def test_bad_priorities_are_400_and_queue_nothing(app: Flask, client: FlaskClien
     assert all(queue.count == 0 for queue in app.extensions["queues"].values())
 
 
-@pytest.fixture
-def quick_retry_app(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(RETRY_ATTEMPTS="2", RETRY_BACKOFF_SECONDS="0")
+quick_retry_app = app_fixture(RETRY_ATTEMPTS="2", RETRY_BACKOFF_SECONDS="0")
 
 
 def test_a_connection_error_is_retried_and_then_succeeds(quick_retry_app: Flask, run_worker) -> None:
@@ -166,9 +158,7 @@ def test_a_deterministic_error_is_not_retried_and_gives_a_failed_row(quick_retry
     assert task_id in quick_retry_app.extensions["queues"]["default"].failed_job_registry
 
 
-@pytest.fixture
-def backoff_app(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(RETRY_ATTEMPTS="3", RETRY_BACKOFF_SECONDS="1")
+backoff_app = app_fixture(RETRY_ATTEMPTS="3", RETRY_BACKOFF_SECONDS="1")
 
 
 def test_retries_wait_their_backoff(backoff_app: Flask, run_worker) -> None:

@@ -2,22 +2,18 @@
 
 import base64
 import json
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import DASHBOARD_PASSWORD, make_app
-from tests.test_lifecycle import submit_failing
+from tests.conftest import DASHBOARD_PASSWORD, app_fixture, submit_failing
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{DASHBOARD_PASSWORD}".encode()).decode()}
 OWN_ORIGIN = "http://localhost"
 
 
-@pytest.fixture
-def token_app(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(API_TOKENS="alpha-token, beta-token")
+token_app = app_fixture(API_TOKENS="alpha-token, beta-token")
 
 
 @pytest.mark.parametrize(
@@ -53,9 +49,7 @@ def test_the_docs_and_dashboard_do_not_take_api_tokens(token_app: Flask) -> None
     assert client.get("/rq/", headers=AUTH).status_code == 200
 
 
-@pytest.fixture
-def shallow_app(migrated_database: str) -> Iterator[Flask]:
-    yield from make_app(MAX_QUEUE_DEPTH="3")
+shallow_app = app_fixture(MAX_QUEUE_DEPTH="3")
 
 
 def test_past_the_queue_depth_post_is_503_with_retry_after(shallow_app: Flask) -> None:

@@ -12,8 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from core import redis_url
-from tests.conftest import DASHBOARD_PASSWORD, free_port, make_app, wait_for
-from tests.test_dashboard import basic
+from tests.conftest import DASHBOARD_PASSWORD, basic, free_port, make_app, wait_for
 
 pytestmark = pytest.mark.slow
 
