@@ -43,7 +43,8 @@ endif
 	@echo "  Dashboard: http://$(HOST):$(PORT)/rq     (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
 	@echo "  Ctrl-C stops web and worker."
 	@echo
-	PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker || [ $$? -eq 130 ]  # Ctrl-C is a stop, not a failure
+# Job control (set -m) gives honcho the terminal: Ctrl-C reaches it alone, not make, and its 130 is a stop.
+	set -m; PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker || [ $$? -eq 130 ]
 
 lint: $(VENV)/installed
 	ruff check .
