@@ -1,7 +1,7 @@
 """The job functions the workers run: progress, retries of transient faults, and outcomes in Postgres.
 
 Imports core and catalog (the models). Every function here runs inside the app context the
-worker pushes per job; none imports app.
+worker pushes per job (record_failure may also run outside one: see there); none imports app.
 """
 
 import functools

@@ -17,7 +17,7 @@ from base64 import b64encode
 from collections import deque
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask
 from redis.client import Pipeline
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
 HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by this much, as RQ's does
+NO_TIMEOUT_TTL = 420  # and lasts this long while a job without a timeout runs (RQ's default worker TTL)
 MEMORY_CHECK_SECONDS = 1.0
 MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
@@ -210,7 +211,7 @@ class AppWorker(SimpleWorker):
         self._suspension_checked_at = time.monotonic()
 
     def get_current_job_id(self, pipeline: Pipeline | None = None) -> str | None:
-        """The job running now (the worker's hash names the first job of its batch)."""
+        """The job running now (the worker's hash names it from its take, or once it has run HOLD_SECONDS)."""
         return self._running_job.id if self._running_job is not None else None
 
     def _round_trip(
@@ -232,8 +233,9 @@ class AppWorker(SimpleWorker):
                     pipeline.eval(FINISH_JOB, 0, *args)
                 if running is not None:  # after the finishes, which unname the jobs they finish
                     pipeline.hset(self.key, "current_job", running.id)
-                    # RQ types it float | None; a queued job's is set, and an int once read back (parse_timeout).
-                    pipeline.expire(self.key, cast(int, running.timeout) + HEARTBEAT_MARGIN_SECONDS)
+                    # As TAKE_JOBS: the job's timeout and a margin, or RQ's 420 s for a job without a timeout.
+                    timeout = running.timeout if running.timeout is not None and running.timeout >= 0 else None
+                    pipeline.expire(self.key, int(timeout) + HEARTBEAT_MARGIN_SECONDS if timeout else NO_TIMEOUT_TTL)
                 for job, queue, execution in reversed(give_back):
                     execution.delete(job, pipeline)
                     job.set_status(JobStatus.QUEUED, pipeline=pipeline)
