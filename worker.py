@@ -99,8 +99,9 @@ return taken
 """
 # A job's success as RQ's worker records it (Worker.handle_job_success): worker counters, the job's status and
 # end, its Result in the job's results stream (fields from ARGV[9] on, as Result.serialize makes them) and
-# the finished registry, both kept `ttl` seconds (0: the job is deleted at once), and the execution cleaned
-# up (execution hash, started and execution registries, the worker's current job if it names this one).
+# the finished registry, both kept `ttl` seconds (0: the job is deleted at once; negative: kept for good), and the
+# execution cleaned up (execution hash, started and execution registries, the worker's current job if it names
+# this one).
 FINISH_JOB = """
 local id, execution, worker_key, origin, ttl, ended, working, now = unpack(ARGV, 1, 8)
 local job_key = 'rq:job:' .. id
@@ -112,11 +113,15 @@ if ttl == 0 then
   redis.call('DEL', job_key)
 else
   redis.call('HSET', job_key, 'status', 'finished', 'ended_at', ended)
-  redis.call('EXPIRE', job_key, ttl)
   local results = 'rq:results:' .. id
   redis.call('XADD', results, 'MAXLEN', '~', 10, '*', unpack(ARGV, 9))
-  redis.call('EXPIRE', results, ttl)
-  redis.call('ZADD', 'rq:finished:' .. origin, math.floor(tonumber(now)) + ttl, id)
+  if ttl > 0 then
+    redis.call('EXPIRE', job_key, ttl)
+    redis.call('EXPIRE', results, ttl)
+    redis.call('ZADD', 'rq:finished:' .. origin, math.floor(tonumber(now)) + ttl, id)
+  else  -- a negative ttl keeps the job and its result for good, in the registry for good, as RQ does
+    redis.call('ZADD', 'rq:finished:' .. origin, '+inf', id)
+  end
 end
 redis.call('DEL', 'rq:execution:' .. id .. ':' .. execution)
 redis.call('ZREM', 'rq:wip:' .. origin, id .. ':' .. execution)

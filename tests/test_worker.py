@@ -231,3 +231,14 @@ def test_a_stop_that_comes_during_the_workers_round_trip_strands_no_job(
     worker.work(burst=True, logging_level="WARNING")
     assert [row(app, task_id).status for task_id in (first, second, third)] == ["finished"] * 3
     assert app.extensions["queues"]["default"].started_job_registry.get_job_ids() == []
+
+
+def test_a_result_kept_for_good_is_kept_as_rq_keeps_it(app: Flask, client: FlaskClient, run_worker) -> None:
+    app.config["RESULT_TTL"] = -1  # RQ's "keep the result for good" (the setting allows 0 and up; RQ allows -1)
+    task_id = submit(client, x=6, y=7)
+    run_worker(app)
+    redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
+    job = fetch(app, task_id)
+    assert (job.get_status(), job.return_value(), redis.ttl(job.key)) == (JobStatus.FINISHED, 42, -1)
+    assert queue.finished_job_registry.get_job_ids() == [task_id]
+    assert redis.zscore(queue.finished_job_registry.key, task_id) == float("inf")
