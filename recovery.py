@@ -151,9 +151,10 @@ class Watchman(threading.Thread):
     def fail_crashing(self, job: Job, crashes: int) -> None:
         """Fail a job that killed its worker process every time it ran, rather than run it again."""
         error = f"its worker process died {crashes} times while running it (a crash, or killed for its memory)"
-        with self.redis.pipeline() as pipeline:  # as RQ's own registry cleanup fails an abandoned job
+        with self.redis.pipeline() as pipeline:  # as RQ's own registry cleanup fails an abandoned job, publicly
             job.set_status(JobStatus.FAILED, pipeline=pipeline)
-            job._handle_failure(error, pipeline, worker_name=job.worker_name or "")
+            job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=error, pipeline=pipeline)
+            RQResult.create_failure(job, job.failure_ttl, error, worker_name=job.worker_name or "", pipeline=pipeline)
             pipeline.execute()
         write_result(job.id, job.meta["type"], "failed", error=error, started_at=job.started_at)
 
