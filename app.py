@@ -9,7 +9,6 @@ import hmac
 import logging
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import NoReturn
 
 from flask import Request, current_app, json, redirect, request
@@ -289,7 +288,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     # Heroku's router; Flask documents this assignment, which mypy takes for replacing a method.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     init_app(app)
-    models = catalog.load(Path(app.config["MODELS_DIR"] or catalog.MODELS_DIR))
+    models = catalog.load(app.config["MODELS_DIR"])
     app.extensions["models"] = models
     timeouts = {name: model.timeout for name, model in models.items()}
     app.config["TASK_TIMEOUTS"] = task_timeouts(environ, timeouts, app.config["MODEL_TIMEOUT"])

@@ -161,8 +161,10 @@ def _r_model(name: str, file: Path) -> Model:
     return Model(name, spec["summary"].strip(), "r", file, schema, _timeout(spec.get("timeout"), spec_file))
 
 
-def load(directory: Path = MODELS_DIR) -> dict[str, Model]:
-    """Every model in a directory, by name; ModelError names the first broken file."""
+def load(directory: str | Path | None = None) -> dict[str, Model]:
+    """Every model in a directory (the MODELS_DIR setting; None: models/ beside the code), by name; ModelError
+    names the first broken file."""
+    directory = Path(directory or MODELS_DIR)
     models: dict[str, Model] = {}
     files = sorted(p for p in directory.iterdir() if p.suffix in (".py", ".R", ".json") and p.name[0] not in "_.")
     for file in files:

@@ -84,7 +84,7 @@ def supervise(serve: Callable[[RunningJob], int]) -> None:
     process then waits for it and exits 0.
     """
     # A bad setting or a broken model file stops this process at once, rather than every child in a loop.
-    catalog.load(Path(load_settings(os.environ)["MODELS_DIR"] or catalog.MODELS_DIR))
+    catalog.load(load_settings(os.environ)["MODELS_DIR"])
     running = RunningJob()
     stop = threading.Event()
     child = 0

@@ -170,8 +170,7 @@ def run_model(task_id: str, name: str, params: dict[str, Any]) -> Any:
     model = current_app.extensions["models"].get(name)
     if model is None:
         raise ModelFailed(f"this worker has no model named {name!r} (was models/{name}.* removed?)")
-    running = current_app.extensions.get("running_job")
-    on_start = running.set_group if running is not None else lambda group: None
+    on_start = current_app.extensions["running_job"].set_group  # the worker's record, for its supervisor
     result = model.run(params, ProgressReporter(job).report, task=task_id, on_start=on_start)
     try:
         json.dumps(result, allow_nan=False)
