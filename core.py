@@ -123,6 +123,15 @@ def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: 
     return int(raw)
 
 
+def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ValueError(f"{name} must be on or off, not {raw!r}")
+    return raw == "on"
+
+
 def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     """Build the Flask config from an environment mapping; a bad value raises ValueError naming it."""
     redis = redis_url(environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
@@ -144,6 +153,7 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "MAX_QUEUE_DEPTH": _whole_number(environ, "MAX_QUEUE_DEPTH", 10_000),
         "WORKER_LIVENESS_SECONDS": _whole_number(environ, "WORKER_LIVENESS_SECONDS", 20, minimum=4),
         "WORKER_SHUTDOWN_GRACE": _whole_number(environ, "WORKER_SHUTDOWN_GRACE", 25, minimum=0),
+        "WORKER_FAST_PATH": _switch(environ, "WORKER_FAST_PATH", True),
         "WORKER_MAX_MEMORY_MB": _whole_number(environ, "WORKER_MAX_MEMORY_MB", 400, minimum=64),
         "API_TOKENS": [token.strip() for token in environ.get("API_TOKENS", "").split(",") if token.strip()],
         "RQ_DASHBOARD_USERNAME": environ.get("RQ_DASHBOARD_USERNAME") or "admin",

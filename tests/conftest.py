@@ -60,6 +60,8 @@ def service_env(**overrides: str) -> dict[str, str]:
         "REDIS_URL": TEST_REDIS_URL,
         "RQ_DASHBOARD_PASSWORD": DASHBOARD_PASSWORD,
         "MODELS_DIR": models_dir(),
+        # `make test` runs the worker's tests a second time on RQ's own code paths (WORKER_FAST_PATH=off).
+        "WORKER_FAST_PATH": os.environ.get("WORKER_FAST_PATH", "on"),
     }
     return env | overrides
 

@@ -21,7 +21,7 @@ from rq.suspension import resume, suspend
 import lifecycle
 from core import Result, db
 from tests.conftest import row, service_env, start_process, stop_process, submit, wait_for
-from worker import build_worker
+from worker import FastWorker, build_worker
 
 
 def fetch(app: Flask, task_id: str) -> Job:
@@ -123,6 +123,14 @@ def test_sigterm_amid_a_drain_stops_the_worker_and_loses_no_task(app: Flask, run
     assert sorted(statuses) == [("finished",)] * len(accepted)
 
 
+def fast_worker(app: Flask) -> FastWorker:
+    """The app's worker, which takes jobs in batches: the fast path's (these tests skip with WORKER_FAST_PATH=off)."""
+    worker = build_worker(app)
+    if not isinstance(worker, FastWorker):
+        pytest.skip("batches are the fast path's")
+    return worker
+
+
 def watch_while_working(app: Flask, look: Callable[[], object]) -> object:
     """Run a burst worker that starts with a batch of 8, calling `look` in another thread once a job runs."""
     queue, seen = app.extensions["queues"]["default"], []
@@ -131,10 +139,10 @@ def watch_while_working(app: Flask, look: Callable[[], object]) -> object:
         wait_for(lambda: queue.started_job_registry.get_job_ids(), 10, "a job to start")
         seen.append(look())
 
+    worker = fast_worker(app)
+    worker._batch_size = 8
     watcher = threading.Thread(target=watch)
-    watcher.start()
-    worker = build_worker(app)
-    worker._batch_size = 8  # as after a run of quick jobs
+    watcher.start()  # as after a run of quick jobs
     worker.work(burst=True, logging_level="WARNING")
     watcher.join()
     return seen[0]
@@ -191,7 +199,7 @@ def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: Flask
 def test_jobs_held_by_a_suspended_worker_go_back_to_their_queue(app: Flask, client: FlaskClient) -> None:
     redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
     held = [submit(client, x=n, y=2) for n in range(3)]
-    worker = build_worker(app)
+    worker = fast_worker(app)
     worker.register_birth()
     worker._round_trip(take=3)  # a batch taken, none of it begun yet
     assert [fetch(app, task_id).get_status() for task_id in held] == [JobStatus.STARTED] * 3
@@ -217,16 +225,16 @@ def test_a_stop_that_comes_during_the_workers_round_trip_strands_no_job(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second, third = [submit(client, x=n, y=2) for n in range(3)]
-    worker = build_worker(app)
-    hold = type(worker)._hold
+    worker = fast_worker(app)
+    start = FastWorker._start
 
-    def stopped_meanwhile(self, reply: list) -> None:
-        if third in [task_id.decode() for _, task_id, _, _ in reply]:  # taken as the second ended
+    def stopped_meanwhile(self, claimed: list) -> None:
+        if third in [task_id for _, task_id in claimed]:  # taken as the second ended
             self._stopped_job_id = second  # the second's stop arrives as that round trip returns
             os.kill(os.getpid(), signal.SIGUSR1)
-        hold(self, reply)
+        start(self, claimed)
 
-    monkeypatch.setattr(type(worker), "_hold", stopped_meanwhile)
+    monkeypatch.setattr(FastWorker, "_start", stopped_meanwhile)
     worker._batch_size = 2  # the first two taken together, the third when the second ends
     worker.work(burst=True, logging_level="WARNING")
     assert [row(app, task_id).status for task_id in (first, second, third)] == ["finished"] * 3
