@@ -51,8 +51,14 @@ lint: $(VENV)/installed
 	ruff format --check .
 	mypy
 
+# The tests that run a worker run again on RQ's own code paths (WORKER_FAST_PATH=off): both paths keep every promise.
+WORKER_TESTS := $(addprefix tests/test_,worker equivalence lifecycle rq_tools dashboard faults processes r_processes \
+	stalls isolation tls simulations)
+WORKER_TESTS := $(addsuffix .py,$(WORKER_TESTS))
+
 test: lint r
 	python -m pytest
+	WORKER_FAST_PATH=off python -m pytest $(WORKER_TESTS)
 
 # The fault-injection suite alone (make test runs it too), printing the recovery times it measures.
 chaos: $(VENV)/installed

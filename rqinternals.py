@@ -23,6 +23,7 @@ PROVEN_RQ_VERSION = "2.12.0"
 PROVEN_LAYOUT = {
     "job": "rq:job:{job}",
     "dependents": "rq:job:{job}:dependents",
+    "dependencies": "rq:job::{job}:dependencies",  # sic: RQ 2.12's own name
     "results": "rq:results:{job}",
     "execution": "rq:execution:{job}:{execution}",
     "executions": "rq:executions:{job}",
@@ -40,6 +41,7 @@ def rq_layout(connection: Redis, job: str, queue: str, execution: str, worker: s
     return {
         "job": Job.key_for(job),
         "dependents": Job.dependents_key_for(job),
+        "dependencies": Job(job, connection).dependencies_key,
         "results": Result.get_key(job),
         "execution": Execution(execution, job, connection).key,
         "executions": ExecutionRegistry(job, connection).key,

@@ -67,24 +67,25 @@ return started
 
 # A job's success as RQ's worker records it (Worker.handle_job_success): worker counters, the job's status and end,
 # its Result in the job's results stream (fields from ARGV[7] on, as Result.serialize makes them) and the finished
-# registry, both kept ARGV[3] seconds (0: the job is deleted at once; negative: kept for good), and the execution
-# cleaned up. KEYS: worker, job hash, results stream, finished registry, execution hash, started registry, executions
-# registry, the job's dependents. ARGV: id, execution id, ttl, end stamp, seconds worked, end timestamp. Returns 1
-# when the job has dependents, which the worker then queues as RQ does (Queue.enqueue_dependents).
+# registry, the job and its dependents and dependencies sets kept ARGV[3] seconds (0: deleted at once; negative: kept
+# for good), and the execution cleaned up. KEYS: worker, job hash, results stream, finished registry, execution hash,
+# started registry, executions registry, the job's dependents and dependencies. ARGV: id, execution id, ttl, end
+# stamp, seconds worked, end timestamp. Returns 1 when the job has dependents: the worker then queues them and cleans
+# the job up as RQ does (Queue.enqueue_dependents, Job.cleanup), so a job deleted at once is deleted after that.
 FINISH = """
 local id, execution, ttl, ended, working, now = unpack(ARGV, 1, 6)
 ttl = tonumber(ttl)
+local dependents = redis.call('EXISTS', KEYS[8])
 redis.call('HINCRBY', KEYS[1], 'successful_job_count', 1)
 redis.call('HINCRBYFLOAT', KEYS[1], 'total_working_time', working)
 if redis.call('HGET', KEYS[1], 'current_job') == id then redis.call('HDEL', KEYS[1], 'current_job') end
 if ttl == 0 then
-  redis.call('DEL', KEYS[2])
+  if dependents == 0 then redis.call('DEL', KEYS[2], KEYS[9]) end
 else
   redis.call('HSET', KEYS[2], 'status', 'finished', 'ended_at', ended)
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10, '*', unpack(ARGV, 7))
   if ttl > 0 then
-    redis.call('EXPIRE', KEYS[2], ttl)
-    redis.call('EXPIRE', KEYS[3], ttl)
+    for _, key in ipairs({KEYS[2], KEYS[3], KEYS[8], KEYS[9]}) do redis.call('EXPIRE', key, ttl) end
     redis.call('ZADD', KEYS[4], math.floor(tonumber(now)) + ttl, id)
   else  -- a negative ttl keeps the job and its result for good, in the registry for good, as RQ does
     redis.call('ZADD', KEYS[4], '+inf', id)
@@ -93,7 +94,7 @@ end
 redis.call('DEL', KEYS[5])
 redis.call('ZREM', KEYS[6], id .. ':' .. execution)
 redis.call('ZREM', KEYS[7], execution)
-return redis.call('EXISTS', KEYS[8])
+return dependents
 """
 
 

@@ -31,6 +31,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
 from rq.utils import now, utcformat
+from rq.worker import WorkerStatus
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -265,10 +266,12 @@ class FastWorker(AppWorker):
         wait, marked started, through the suspension (RQ's registry cleanup would take them for abandoned)."""
         if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_SECONDS:
             return
-        if self._held and is_suspended(self.connection, self):
+        if is_suspended(self.connection, self):
             with self._batch_lock:
                 held, self._held = list(self._held), deque()
             self._round_trip(give_back=held)
+            if self.get_state() == WorkerStatus.BUSY:  # busy from its last job: RQ's worker is idle after each
+                self.set_state(WorkerStatus.IDLE)
         super().check_for_suspension(burst)
         self._suspension_checked_at = time.monotonic()
 
@@ -312,8 +315,9 @@ class FastWorker(AppWorker):
         for job, _, _ in give_back:
             log.info("task %s: back at the front of its queue (taken by worker %s, not begun)", job.id, self.name)
         for (finished, queue, _, _), finish in zip(unrecorded, finishes, strict=True):
-            if replies[finish]:
-                queue.enqueue_dependents(finished)  # RQ's own, as its worker does on a success
+            if replies[finish]:  # RQ's own, as its worker does on a success
+                queue.enqueue_dependents(finished)
+                finished.cleanup(finished.get_result_ttl(self.default_result_ttl), remove_from_queue=False)
         claimed = [(self._queue_by_key[key.decode()], id_.decode()) for key, id_ in replies[claim]] if take else []
         if given:
             claimed.append(given)
@@ -454,7 +458,7 @@ class FastWorker(AppWorker):
 START_KEYS = [rqinternals.PROVEN_LAYOUT[kind] for kind in ("job", "execution", "executions", "started", "intermediate")]
 FINISH_KEYS = [
     rqinternals.PROVEN_LAYOUT[kind]
-    for kind in ("job", "results", "finished", "execution", "started", "executions", "dependents")
+    for kind in ("job", "results", "finished", "execution", "started", "executions", "dependents", "dependencies")
 ]
 
 
