@@ -138,7 +138,12 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     database = database_url(environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     return {
         "SQLALCHEMY_DATABASE_URI": database,
-        # With no transactions on it, its pool need not roll back each connection it gets back.
+        # The API's pool checks a connection before use: after Postgres restarts, each pool's idle connections are dead,
+        # and each would answer its next request with a 503, however much later that comes.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # The workers' result writes: no transactions, so its pool need not roll back each connection it gets back;
+        # no check before use (a round trip per job), as a write on a dead connection keeps its outcome in Redis
+        # until a watchman writes it, and SQLAlchemy then replaces the pool's other connections.
         "SQLALCHEMY_BINDS": {
             AUTOCOMMIT: {"url": database, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
         },

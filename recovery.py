@@ -3,13 +3,15 @@
 Every worker runs a Watchman thread. Every few seconds it marks its worker alive (a Redis key with a
 short TTL naming the task it runs) and, one worker at a time (a Redis lock), sweeps:
 - jobs left `started` by a worker that is no longer alive go back to the front of their queue;
+- jobs a worker claimed but never started (left on a queue's intermediate list: it died, or lost its connection,
+  between the two) go back to the front of their queue once a sweep has seen them there before;
 - accepted tasks (rows in `tasks` without a result) whose job has been missing from Redis for a whole
   liveness period, and that no live worker runs, are queued again under the same id;
 - outcomes that jobs kept in Redis while the database was unreachable are written to Postgres.
 A task is never queued again while a live worker runs it; if one runs twice all the same (a worker cut
 off from Redis longer than the liveness period), its row is still one.
 
-Imports core, tasks and lifecycle.
+Imports core, tasks, lifecycle and scripts.
 """
 
 import json
@@ -31,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import lifecycle
 from core import QUEUE_NAMES, Result, Task, db
+from scripts import Scripts
 from tasks import UNWRITTEN_KEY, store_result, write_result
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ class Watchman(threading.Thread):
         self.interval = self.liveness / 4
         self.missing_since: dict[uuid.UUID, float] = {}
         self.stopped = threading.Event()
+        self.scripts = Scripts(self.redis)
 
     def run(self) -> None:
         while True:
@@ -90,6 +94,7 @@ class Watchman(threading.Thread):
             for key, value in zip(*self._alive_marks(), strict=True)
         }
         self.requeue_orphans(alive)
+        self.requeue_unstarted()
         self.requeue_lost(set(alive.values()))
 
     def _alive_marks(self) -> tuple[list[bytes], list[bytes | None]]:
@@ -130,6 +135,21 @@ class Watchman(threading.Thread):
                     continue
                 queues[name].enqueue_job(job, at_front=True)
                 log.warning("task %s: its worker %s is gone; queued again", job_id, job.worker_name)
+
+    def requeue_unstarted(self) -> None:
+        """Give back the jobs claimed but never started, once seen on an intermediate list by an earlier sweep (RQ's
+        own maintenance would fail them there after a minute, with no retry for a job that never began)."""
+        for name in QUEUE_NAMES:
+            queue = self.app.extensions["queues"][name]
+            intermediate = queue.intermediate_queue
+            for job_id in intermediate.get_job_ids():
+                if intermediate.set_first_seen(job_id):
+                    continue  # its worker may be between CLAIM and START: the next sweep decides
+                keys = [intermediate.key, queue.key, intermediate.get_first_seen_key(job_id)]
+                if self.scripts.unclaim(keys, [job_id]):
+                    log.warning(
+                        "task %s: claimed by a worker that never began it; back at the front of its queue", job_id
+                    )
 
     def record_ended(self, job: Job, queue: Queue, ended: Result) -> None:
         """Write the RQ bookkeeping of a job whose row says it ended, as its worker would have: status, registry,

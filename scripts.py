@@ -31,17 +31,19 @@ return claimed
 # Mark jobs started: the state RQ's worker writes in its two preparation pipelines (job, execution, started registry,
 # worker; Job.perform's PERSIST), and the job off its intermediate list. KEYS[1] is the worker; then per job its
 # hash, execution hash, executions registry, started registry and intermediate list. ARGV: worker name, the take's
-# stamp as RQ writes it and as a timestamp, then per job its id and a new execution id. A job whose hash is gone is
-# skipped, as RQ does. Returns {index of the job, its hash} for each job started.
+# stamp as RQ writes it and as a timestamp, then per job its id, a new execution id, and 1 if CLAIM took it (0: RQ's
+# own dequeue popped it). A claimed job that is no longer on its intermediate list was given back meanwhile (UNCLAIM)
+# and is not started; nor is a job whose hash is gone, as RQ skips it. Returns {index of the job, its hash} for each
+# job started.
 START = """
 local worker, stamp, now = ARGV[1], ARGV[2], ARGV[3]
 local at = math.floor(tonumber(now))
 local started, longest = {}, 0
 for i = 0, (#KEYS - 1) / 5 - 1 do
   local job_key, execution_key, executions_key, started_key, intermediate_key = unpack(KEYS, 2 + 5 * i, 6 + 5 * i)
-  local id, execution = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  redis.call('LREM', intermediate_key, 1, id)
-  if redis.call('EXISTS', job_key) == 1 then
+  local id, execution, claimed = ARGV[4 + 3 * i], ARGV[5 + 3 * i], ARGV[6 + 3 * i]
+  local ours = redis.call('LREM', intermediate_key, 1, id) == 1 or claimed == '0'
+  if ours and redis.call('EXISTS', job_key) == 1 then
     local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
     local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
     if timeout == -1 then ttl = 420 elseif timeout then ttl = timeout + 60 end
@@ -58,11 +60,21 @@ for i = 0, (#KEYS - 1) / 5 - 1 do
   end
 end
 if #started > 0 then
-  redis.call('HSET', KEYS[1], 'state', 'busy', 'current_job', ARGV[4 + 2 * started[1][1]],
+  redis.call('HSET', KEYS[1], 'state', 'busy', 'current_job', ARGV[4 + 3 * started[1][1]],
              'current_job_working_time', 0, 'last_heartbeat', stamp)
   redis.call('EXPIRE', KEYS[1], longest)
 end
 return started
+"""
+
+# Give back a job a worker claimed but never started (it died, or lost its connection, between CLAIM and START):
+# off its intermediate list KEYS[1], to the front of its queue KEYS[2], forgetting when RQ's maintenance first saw it
+# there (KEYS[3]). Atomic with START: the job is either started by its worker or back in its queue, never both.
+UNCLAIM = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+return 1
 """
 
 # A job's success as RQ's worker records it (Worker.handle_job_success): worker counters, the job's status and end,
@@ -72,8 +84,11 @@ return started
 # started registry, executions registry, the job's dependents and dependencies. ARGV: id, execution id, ttl, end
 # stamp, seconds worked, end timestamp. Returns 1 when the job has dependents: the worker then queues them and cleans
 # the job up as RQ does (Queue.enqueue_dependents, Job.cleanup), so a job deleted at once is deleted after that.
+# An execution no longer in the started registry is recorded already (a round trip sent again after its reply was
+# lost) or was taken for abandoned by RQ's maintenance: nothing is written twice.
 FINISH = """
 local id, execution, ttl, ended, working, now = unpack(ARGV, 1, 6)
+if not redis.call('ZSCORE', KEYS[6], id .. ':' .. execution) then return 0 end
 ttl = tonumber(ttl)
 local dependents = redis.call('EXISTS', KEYS[8])
 redis.call('HINCRBY', KEYS[1], 'successful_job_count', 1)
@@ -107,7 +122,9 @@ class Scripts:
     runs again, loaded, after the pipeline."""
 
     def __init__(self, connection: Redis) -> None:
-        self.claim, self.start, self.finish = (connection.register_script(source) for source in (CLAIM, START, FINISH))
+        self.claim, self.start, self.unclaim, self.finish = (
+            connection.register_script(source) for source in (CLAIM, START, UNCLAIM, FINISH)
+        )
 
     @staticmethod
     def call(pipeline: Pipeline, calls: dict[int, Call], script: Script, keys: list, args: list) -> int:

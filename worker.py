@@ -50,6 +50,9 @@ HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is
 HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by this much, as RQ's does
 NO_TIMEOUT_TTL = 420  # and lasts this long while a job without a timeout runs (RQ's default worker TTL)
 MEMORY_CHECK_SECONDS = 1.0
+# RQ's maintenance (registry cleanup, and starting RQ's scheduler again once a Redis error ended it) runs this often,
+# and an idle worker's wait for jobs ends as often to run it; RQ's own are 10 minutes and 405 s.
+SCHEDULER_CHECK_SECONDS = 30
 MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
 HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
@@ -319,22 +322,22 @@ class FastWorker(AppWorker):
                 queue.enqueue_dependents(finished)
                 finished.cleanup(finished.get_result_ttl(self.default_result_ttl), remove_from_queue=False)
         claimed = [(self._queue_by_key[key.decode()], id_.decode()) for key, id_ in replies[claim]] if take else []
-        if given:
-            claimed.append(given)
-        if claimed:
-            self._start(claimed)
+        if claimed or given:
+            self._start(claimed, given)
 
-    def _start(self, claimed: list[tuple[Queue, str]]) -> None:
+    def _start(self, claimed: list[tuple[Queue, str]], given: tuple[Queue, str] | None = None) -> None:
+        """Mark started the jobs CLAIM took, or the one RQ's own dequeue popped (`given`), and hold them."""
         took_at = now()
-        executions = [uuid.uuid4().hex for _ in claimed]
+        jobs = [*claimed, given] if given else claimed
+        executions = [uuid.uuid4().hex for _ in jobs]
         keys, args = [self.key], [self.name, utcformat(took_at), repr(took_at.timestamp())]
-        for (queue, job_id), execution_id in zip(claimed, executions, strict=True):
+        for index, ((queue, job_id), execution_id) in enumerate(zip(jobs, executions, strict=True)):
             names = {"job": job_id, "queue": queue.name, "execution": execution_id}
             keys += [template.format(**names) for template in START_KEYS]
-            args += [job_id, execution_id]
+            args += [job_id, execution_id, "1" if index < len(claimed) else "0"]
         held: deque[Taken] = deque()
         for index, fields in self.scripts.start(keys, args):
-            queue, job_id = claimed[index]
+            queue, job_id = jobs[index]
             job = TakenJob(job_id, connection=self.connection, serializer=self.serializer)
             hash_ = dict(zip(fields[::2], fields[1::2], strict=True))
             del hash_[b"started_at"], hash_[b"last_heartbeat"]  # the take's own stamp: no need to parse it back
@@ -445,7 +448,10 @@ class FastWorker(AppWorker):
                 return
         quick = self._slowest_in_batch < SHORT_JOB_SECONDS
         self._batch_size, self._slowest_in_batch = min(self._batch_size * 2, MAX_BATCH) if quick else 1, 0.0
-        self._round_trip(take=0 if rqinternals.stop_requested(self) else self._batch_size)
+        try:
+            self._round_trip(take=0 if rqinternals.stop_requested(self) else self._batch_size)
+        except RedisError as fault:  # the job succeeded: its finish is sent again with the next round trip
+            log.warning("task %s: its success is not recorded in Redis yet: %s", job.id, fault)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         recent = self.last_heartbeat and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_SECONDS
@@ -483,6 +489,8 @@ def build_worker(app: Flask, running: RunningJob | None = None) -> AppWorker:
         [queues[name] for name in QUEUE_NAMES],
         connection=app.extensions["redis"],
         serializer=JSONSerializer,
+        maintenance_interval=SCHEDULER_CHECK_SECONDS,
+        worker_ttl=SCHEDULER_CHECK_SECONDS + 15,  # RQ waits for jobs this long less 15 s
         app=app,
         running=running,
     )

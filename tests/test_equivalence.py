@@ -9,9 +9,11 @@ and after RQ's maintenance has run with the clock moved past every TTL. Scenario
 """
 
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +32,7 @@ from rq.suspension import resume, suspend
 from rq.worker import Worker
 
 from core import QUEUE_NAMES
-from tests.conftest import TEST_REDIS_URL, submit, wait_for
+from tests.conftest import TEST_REDIS_URL, clean, service_env, start_process, stop_process, submit, wait_for
 from worker import SUSPENSION_CHECK_SECONDS, AppWorker, FastWorker, build_worker
 
 JSONSERIALIZER = "rq.serializers.JSONSerializer"
@@ -297,3 +299,47 @@ def test_a_job_stopped_while_it_runs_leaves_the_state_rqs_own_code_leaves(app: F
 
 def test_a_job_handed_back_leaves_the_state_rqs_own_code_leaves(app: Flask, client: FlaskClient) -> None:
     fast_and_rqs_own(app, client, lambda: {submit(client, "/models/hand_back"): "handed back"})
+
+
+def test_a_job_handed_back_at_a_sigterm_leaves_the_state_rqs_own_code_leaves(app: Flask, client: FlaskClient) -> None:
+    app.config["WORKER_SHUTDOWN_GRACE"] = 0
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        fast_and_rqs_own(app, client, lambda: {submit(client, "/models/shutdown"): "handed back"})
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+
+
+def kill_mid_batch(app: Flask, tmp_path: Path, fast: str) -> dict[str, object]:
+    """Quick tasks, a slow one and more behind it; the worker killed while the slow one runs, then a fresh one."""
+    client, redis = app.test_client(), app.extensions["redis"]
+    clean(app)
+    settings = service_env(WORKER_FAST_PATH=fast, WORKER_LIVENESS_SECONDS="4")
+    labels = {submit(client, x=n, y=1): f"quick-{n}" for n in range(6)}
+    slow = submit(client, x=1, y=1, delay=3)
+    labels |= {slow: "slow"} | {submit(client, x=n, y=2): f"behind-{n}" for n in range(3)}
+    worker = start_process("worker", tmp_path / f"worker-{fast}.log", **settings)
+    wait_for(lambda: client.get(f"/tasks/{slow}").json["status"] == "started", 30, "the slow task to start")
+    time.sleep(0.2)
+    stop_process(worker)  # SIGKILL, the whole process group
+    fresh = start_process("worker", tmp_path / f"fresh-{fast}.log", **settings)
+    try:
+        statuses = lambda: {client.get(f"/tasks/{task_id}").json["status"] for task_id in labels}  # noqa: E731
+        wait_for(lambda: statuses() == {"finished"}, 60, "every task to finish")
+        jobs = lambda: Job.fetch_many(list(labels), connection=redis, serializer=JSONSerializer)  # noqa: E731
+        wait_for(lambda: all(job.get_status() == "finished" for job in jobs()), 30, "RQ's records to say finished")
+    finally:
+        stop_process(fresh)
+    maintain_past_every_ttl(redis)
+    state = observe(redis, labels)
+    state["readers"]["workers"] = []  # type: ignore[index]  # the killed worker's record, expired or not (see below)
+    return state
+
+
+def test_a_worker_killed_mid_batch_leaves_the_state_rqs_own_code_leaves(app: Flask, tmp_path: Path) -> None:
+    """SIGKILL of a worker (supervisor and process) while a slow job runs behind quick ones (in a batch, on the fast
+    path), then a fresh worker: every task ends once, and the state after RQ's maintenance is the same both ways.
+    Only the dead worker's own record differs meanwhile: on the fast path it never counted the successes it had
+    not yet recorded (their RQ records are written from their rows by the next worker's watchman)."""
+    assert kill_mid_batch(app, tmp_path, "on") == kill_mid_batch(app, tmp_path, "off")

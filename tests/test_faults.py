@@ -309,3 +309,18 @@ def test_a_redis_out_of_memory_is_a_503(tmp_path: Path, postgres: PrivatePostgre
     finally:
         service.close()
         tiny.close()
+
+
+def test_requests_after_postgres_restarts_meet_no_dead_pooled_connection(service: Service) -> None:
+    base = service.start_web()
+    with ThreadPoolExecutor(8) as clients:  # several connections in each web process's pools
+        warm = list(clients.map(lambda n: service.submit(x=n, y=1), range(32)))
+    service.postgres.stop()
+    service.postgres.start()
+    with ThreadPoolExecutor(8) as clients:
+        posts = list(
+            clients.map(lambda n: requests.post(f"{base}/multiply", json={"x": n, "y": 1}, timeout=10), range(32))
+        )
+        polls = list(clients.map(lambda task_id: requests.get(f"{base}/multiply/{task_id}", timeout=10), warm))
+    assert [response.status_code for response in posts] == [202] * 32
+    assert [response.status_code for response in polls] == [404] * 32  # pending: no worker runs

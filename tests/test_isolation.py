@@ -14,7 +14,8 @@ from rq.results import Result as RQResult
 from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
-from tests.conftest import row, service_env, start_process, stop_process, submit_task, wait_for
+from tests.conftest import row, service_env, start_process, stop_process, submit_failing, submit_task, wait_for
+from worker import SCHEDULER_CHECK_SECONDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(120)]
 
@@ -141,3 +142,15 @@ def test_jobs_a_dead_worker_finished_but_had_not_recorded_read_as_finished(app: 
     wait_for(recorded, 30, "RQ's record of every finished job to say so")
     job = Job.fetch(quick[-1], connection=redis, serializer=JSONSerializer)
     assert job.latest_result().type == RQResult.Type.SUCCESSFUL and 0 < redis.ttl(job.key) <= 60
+
+
+def test_rqs_scheduler_comes_back_after_it_dies(app: Flask, worker_process) -> None:
+    """RQ's scheduler process ends on any Redis error (out of memory, say); RQ starts it again in its maintenance,
+    which this worker runs every SCHEDULER_CHECK_SECONDS, idle or not, rather than every 10 minutes."""
+    [worker] = children(worker_process.pid)
+    [scheduler] = wait_for(lambda: children(worker), 10, "RQ's scheduler process")
+    os.kill(scheduler, signal.SIGKILL)
+    fresh = lambda: [pid for pid in children(worker) if pid != scheduler]  # noqa: E731
+    wait_for(fresh, SCHEDULER_CHECK_SECONDS * 2, "a fresh scheduler process")
+    retried = submit_failing(app, failures=1, fault="connection")  # its retry waits in the scheduler's registry
+    wait_for(lambda: (found := row(app, retried)) and found.status == "finished", 30, "the retry to run")

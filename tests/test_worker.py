@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
 from rq.exceptions import StopRequested
 from rq.executions import Execution, ExecutionRegistry
@@ -19,7 +20,10 @@ from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
 import lifecycle
+import rqinternals
 from core import Result, db
+from recovery import Watchman
+from scripts import Scripts
 from tests.conftest import row, service_env, start_process, stop_process, submit, wait_for
 from worker import FastWorker, build_worker
 
@@ -228,11 +232,11 @@ def test_a_stop_that_comes_during_the_workers_round_trip_strands_no_job(
     worker = fast_worker(app)
     start = FastWorker._start
 
-    def stopped_meanwhile(self, claimed: list) -> None:
+    def stopped_meanwhile(self, claimed: list, given: tuple | None = None) -> None:
         if third in [task_id for _, task_id in claimed]:  # taken as the second ended
             self._stopped_job_id = second  # the second's stop arrives as that round trip returns
             os.kill(os.getpid(), signal.SIGUSR1)
-        start(self, claimed)
+        start(self, claimed, given)
 
     monkeypatch.setattr(FastWorker, "_start", stopped_meanwhile)
     worker._batch_size = 2  # the first two taken together, the third when the second ends
@@ -250,3 +254,63 @@ def test_a_result_kept_for_good_is_kept_as_rq_keeps_it(app: Flask, client: Flask
     assert (job.get_status(), job.return_value(), redis.ttl(job.key)) == (JobStatus.FINISHED, 42, -1)
     assert queue.finished_job_registry.get_job_ids() == [task_id]
     assert redis.zscore(queue.finished_job_registry.key, task_id) == float("inf")
+
+
+def claim_as_a_worker_that_dies(app: Flask, count: int) -> None:
+    """What a worker leaves when it dies, or loses its connection, between its CLAIM and its START."""
+    queues = [app.extensions["queues"][name] for name in ("high", "default", "low")]
+    keys = [rqinternals.PROVEN_LAYOUT["suspended"]]
+    for queue in queues:
+        keys += [queue.key, queue.intermediate_queue_key]
+    Scripts(app.extensions["redis"]).claim(keys, [count])
+
+
+def test_a_job_claimed_but_never_started_goes_back_to_its_queue_and_runs_once(
+    app: Flask, client: FlaskClient, run_worker
+) -> None:
+    queue = app.extensions["queues"]["default"]
+    task_id = submit(client, x=6, y=7)
+    claim_as_a_worker_that_dies(app, 1)
+    assert (queue.get_job_ids(), queue.intermediate_queue.get_job_ids()) == ([], [task_id])
+    watchman = Watchman(app, build_worker(app))
+    with app.app_context():
+        watchman.sweep()  # a worker may be between its claim and its start: left alone
+        assert queue.intermediate_queue.get_job_ids() == [task_id]
+        watchman.sweep()
+    assert (queue.get_job_ids(), queue.intermediate_queue.get_job_ids()) == ([task_id], [])
+    run_worker(app)
+    assert client.get(f"/multiply/{task_id}").json["result"] == 42
+
+
+def test_a_claimed_job_given_back_meanwhile_is_not_started(app: Flask, client: FlaskClient) -> None:
+    queue = app.extensions["queues"]["default"]
+    task_id = submit(client, x=6, y=7)
+    worker = fast_worker(app)
+    claim_as_a_worker_that_dies(app, 1)
+    intermediate = queue.intermediate_queue
+    Scripts(app.extensions["redis"]).unclaim([intermediate.key, queue.key, intermediate.get_first_seen_key(task_id)],
+                                             [task_id])  # fmt: skip
+    worker._start([(queue, task_id)])  # the claiming worker's start, come late
+    assert (list(worker._held), queue.get_job_ids()) == ([], [task_id])
+    assert fetch(app, task_id).get_status() == JobStatus.QUEUED
+
+
+def test_a_success_whose_round_trip_reply_was_lost_is_recorded_once(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = submit(client, x=6, y=7)
+    worker = fast_worker(app)
+    execute, lost = Scripts.execute, []
+
+    def reply_lost(pipeline, calls):
+        replies = execute(pipeline, calls)
+        if not lost and any(call[0] is worker.scripts.finish for call in calls.values()):
+            lost.append(replies)
+            raise RedisConnectionError("the connection dropped before the reply came")
+        return replies
+
+    monkeypatch.setattr(Scripts, "execute", staticmethod(reply_lost))
+    worker.work(burst=True, logging_level="WARNING")
+    job = fetch(app, task_id)
+    assert lost and (job.get_status(), [result.return_value for result in job.results()]) == (JobStatus.FINISHED, [42])
+    assert client.get(f"/multiply/{task_id}").json["result"] == 42
