@@ -2,6 +2,8 @@
 
 import os
 import signal
+import socket
+import time
 from pathlib import Path
 
 import psycopg2
@@ -113,3 +115,21 @@ def test_sigterm_lets_the_running_job_finish_and_keeps_the_queued_ones(web: str,
 def test_worker_exits_promptly_on_sigterm_when_idle(worker_process) -> None:
     os.killpg(worker_process.pid, signal.SIGTERM)
     assert worker_process.wait(timeout=10) == 0
+
+
+def test_slow_clients_do_not_hold_up_the_api(web: str) -> None:
+    """Clients that send a request's headers and then a trickle of its body (or nothing) hold no web process:
+    others are answered at once."""
+    host, port = web.removeprefix("http://").split(":")
+    slow = [socket.create_connection((host, int(port))) for _ in range(8)]  # more than web's processes
+    try:
+        for client in slow:
+            client.sendall(b'POST /multiply HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                           b'Content-Length: 20\r\n\r\n{"x": 1')  # fmt: skip
+        time.sleep(0.5)
+        started = time.monotonic()
+        answers = [requests.post(f"{web}/multiply", json={"x": n, "y": 1}, timeout=10).status_code for n in range(20)]
+        assert (answers, time.monotonic() - started < 5) == ([202] * 20, True)
+    finally:
+        for client in slow:
+            client.close()
