@@ -15,6 +15,7 @@ import rq_dashboard.web
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
 from rq import Worker
+from rq.exceptions import NoSuchJobError
 from rq.job import requeue_job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
@@ -133,6 +134,16 @@ def list_workers(instance_number: int) -> ResponseReturnValue:
     return {"workers": sorted(workers, key=lambda w: (w["state"], w["queues"], w["name"]))}, NOT_STORED
 
 
+def job_gone(error: NoSuchJobError) -> ResponseReturnValue:
+    """A dashboard page of a job Redis no longer holds (RQ drops a finished job after RESULT_TTL): a 404 that says
+    where the task's outcome is, rather than rq-dashboard's 500."""
+    if request.blueprint != rq_dashboard.blueprint.name:
+        raise error
+    job_id = (request.view_args or {}).get("job_id", "")
+    message = f"job {job_id} is no longer in Redis (RQ keeps a job until its result or failure TTL lapses)"
+    return {"error": f"{message}; its task's outcome is at /tasks/{job_id}"}, 404
+
+
 def mount_dashboard(app: Flask) -> None:
     """Serve rq-dashboard under /rq on our Redis client and serializer, behind basic auth."""
     rq_dashboard.web.config.serializer = JSONSerializer
@@ -145,3 +156,4 @@ def mount_dashboard(app: Flask) -> None:
     app.view_functions["rq_dashboard.requeue_all"] = requeue_all_failed_jobs
     app.view_functions["rq_dashboard.job_info"] = escaped_job_info(app.view_functions["rq_dashboard.job_info"])
     app.view_functions["rq_dashboard.list_workers"] = list_workers
+    app.register_error_handler(NoSuchJobError, job_gone)

@@ -7,6 +7,8 @@ short TTL naming the task it runs) and, one worker at a time (a Redis lock), swe
   between the two) go back to the front of their queue once a sweep has seen them there before;
 - accepted tasks (rows in `tasks` without a result) whose job has been missing from Redis for a whole
   liveness period, and that no live worker runs, are queued again under the same id;
+- jobs that read `queued` but are in no queue (a worker stopped between popping one and starting it) go back
+  to their queue after a liveness period;
 - outcomes that jobs kept in Redis while the database was unreachable are written to Postgres.
 A task is never queued again while a live worker runs it; if one runs twice all the same (a worker cut
 off from Redis longer than the liveness period), its row is still one.
@@ -63,6 +65,7 @@ class Watchman(threading.Thread):
         self.liveness = app.config["WORKER_LIVENESS_SECONDS"]
         self.interval = self.liveness / 4
         self.missing_since: dict[uuid.UUID, float] = {}
+        self.unlisted_since: dict[str, float] = {}
         self.stopped = threading.Event()
         self.scripts = Scripts(self.redis)
 
@@ -179,16 +182,18 @@ class Watchman(threading.Thread):
         write_result(job.id, job.meta["type"], "failed", error=error, started_at=job.started_at)
 
     def requeue_lost(self, running: set[str]) -> None:
-        """Queue again accepted tasks whose job Redis lost, once it has been missing for a liveness period."""
+        """Queue again accepted tasks whose job Redis lost, once it has been missing for a liveness period; and give
+        back to its queue a job that reads `queued` but is in no queue, once it has been so for a liveness period
+        (a worker stopped, by a signal RQ turns into an exception, between popping it and starting it)."""
         # Only the ids: a backlog of thousands is read every sweep, and whole rows (params) cost a worker time.
         unfinished = select(Task.task_id).outerjoin(Result, Result.task_id == Task.task_id)
         task_ids = db.session.scalars(unfinished.where(Result.task_id.is_(None))).all()
         with self.redis.pipeline(transaction=False) as pipeline:
             for task_id in task_ids:
-                pipeline.exists(Job.key_for(str(task_id)))
-            present = pipeline.execute()
+                pipeline.hmget(Job.key_for(str(task_id)), "status", "origin")
+            states = pipeline.execute()
         now = time.monotonic()
-        missing = [task_id for task_id, there in zip(task_ids, present, strict=True) if not there]
+        missing = [task_id for task_id, (status, _) in zip(task_ids, states, strict=True) if status is None]
         self.missing_since = {task_id: self.missing_since.get(task_id, now) for task_id in missing}
         for task_id, since in list(self.missing_since.items()):
             if now - since >= self.liveness and str(task_id) not in running:
@@ -197,3 +202,24 @@ class Watchman(threading.Thread):
                     continue  # its submit failed and took the row back meanwhile
                 lifecycle.enqueue(task)
                 log.warning("task %s: its job was lost from Redis; queued again", task_id)
+        queued = {str(task_id): origin.decode() for task_id, (status, origin) in zip(task_ids, states, strict=True)
+                  if status == b"queued" and origin is not None}  # fmt: skip
+        unlisted = set(queued) - self._listed() if queued else set()
+        self.unlisted_since = {job_id: self.unlisted_since.get(job_id, now) for job_id in unlisted}
+        for job_id, since in list(self.unlisted_since.items()):
+            if now - since >= self.liveness:
+                del self.unlisted_since[job_id]
+                queue = self.app.extensions["queues"][queued[job_id]]
+                keys = [Job.key_for(job_id), queue.key, queue.intermediate_queue_key]
+                if self.scripts.relist(keys, [job_id]):
+                    log.warning(
+                        "task %s: queued but in no queue (its worker stopped as it took it); queued again", job_id
+                    )
+
+    def _listed(self) -> set[str]:
+        """The ids in the queues and their intermediate lists."""
+        with self.redis.pipeline(transaction=False) as pipeline:
+            for name in QUEUE_NAMES:
+                queue = self.app.extensions["queues"][name]
+                pipeline.lrange(queue.key, 0, -1).lrange(queue.intermediate_queue_key, 0, -1)
+            return {job_id.decode() for ids in pipeline.execute() for job_id in ids}

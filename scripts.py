@@ -30,19 +30,21 @@ return claimed
 
 # Mark jobs started: the state RQ's worker writes in its two preparation pipelines (job, execution, started registry,
 # worker; Job.perform's PERSIST), and the job off its intermediate list. KEYS[1] is the worker; then per job its
-# hash, execution hash, executions registry, started registry and intermediate list. ARGV: worker name, the take's
-# stamp as RQ writes it and as a timestamp, then per job its id, a new execution id, and 1 if CLAIM took it (0: RQ's
-# own dequeue popped it). A claimed job that is no longer on its intermediate list was given back meanwhile (UNCLAIM)
-# and is not started; nor is a job whose hash is gone, as RQ skips it. Returns {index of the job, its hash} for each
-# job started.
+# hash, execution hash, executions registry, started registry, intermediate list and queue. ARGV: worker name, the
+# take's stamp as RQ writes it and as a timestamp, then per job its id, a new execution id, and 1 if CLAIM took it (0:
+# RQ's own dequeue popped it, and a watchman may have given it back to its queue since: RELIST). A claimed job that
+# is no longer on its intermediate list was given back meanwhile (UNCLAIM) and is not started; nor is a job whose
+# hash is gone, as RQ skips it. Returns {index of the job, its hash} for each job started.
 START = """
 local worker, stamp, now = ARGV[1], ARGV[2], ARGV[3]
 local at = math.floor(tonumber(now))
 local started, longest = {}, 0
-for i = 0, (#KEYS - 1) / 5 - 1 do
-  local job_key, execution_key, executions_key, started_key, intermediate_key = unpack(KEYS, 2 + 5 * i, 6 + 5 * i)
+for i = 0, (#KEYS - 1) / 6 - 1 do
+  local job_key, execution_key, executions_key, started_key, intermediate_key, queue_key =
+    unpack(KEYS, 2 + 6 * i, 7 + 6 * i)
   local id, execution, claimed = ARGV[4 + 3 * i], ARGV[5 + 3 * i], ARGV[6 + 3 * i]
-  local ours = redis.call('LREM', intermediate_key, 1, id) == 1 or claimed == '0'
+  local ours = redis.call('LREM', intermediate_key, 1, id) == 1
+  if claimed == '0' then ours = true; redis.call('LREM', queue_key, 1, id) end
   if ours and redis.call('EXISTS', job_key) == 1 then
     local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
     local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
@@ -65,6 +67,16 @@ if #started > 0 then
   redis.call('EXPIRE', KEYS[1], longest)
 end
 return started
+"""
+
+# Give back to its queue KEYS[2] a job (KEYS[1]) that reads queued but is neither there nor on the queue's intermediate
+# list KEYS[3]: a worker popped it and stopped before starting it (RQ turns a SIGTERM then into an exception). Atomic
+# with START, which takes it out of the queue again if its worker starts it after all.
+RELIST = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
 """
 
 # Give back a job a worker claimed but never started (it died, or lost its connection, between CLAIM and START):
@@ -122,8 +134,8 @@ class Scripts:
     runs again, loaded, after the pipeline."""
 
     def __init__(self, connection: Redis) -> None:
-        self.claim, self.start, self.unclaim, self.finish = (
-            connection.register_script(source) for source in (CLAIM, START, UNCLAIM, FINISH)
+        self.claim, self.start, self.unclaim, self.relist, self.finish = (
+            connection.register_script(source) for source in (CLAIM, START, UNCLAIM, RELIST, FINISH)
         )
 
     @staticmethod

@@ -24,6 +24,7 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, Retry, SimpleWorker
 from rq.command import parse_payload
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
@@ -50,6 +51,7 @@ HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is
 HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by this much, as RQ's does
 NO_TIMEOUT_TTL = 420  # and lasts this long while a job without a timeout runs (RQ's default worker TTL)
 MEMORY_CHECK_SECONDS = 1.0
+STOP_CHECK_SECONDS = 1  # how soon an idle worker stops on SIGTERM
 # RQ's maintenance (registry cleanup, and starting RQ's scheduler again once a Redis error ended it) runs this often,
 # and an idle worker's wait for jobs ends as often to run it; RQ's own are 10 minutes and 405 s.
 SCHEDULER_CHECK_SECONDS = 30
@@ -117,6 +119,16 @@ class AppWorker(SimpleWorker):
         finally:
             self.watchman.stopped.set()
             self.watchman.join(timeout=30)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """As RQ does, waiting a second at a time, until a job comes or a stop is asked for (request_stop)."""
+        slice_ = STOP_CHECK_SECONDS if timeout else None
+        while True:
+            popped = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time=slice_)
+            if popped is not None or not timeout or rqinternals.stop_requested(self):
+                return popped
 
     def get_current_job_id(self, pipeline: Pipeline | None = None) -> str | None:
         """The job running now, as this process knows it (RQ asks its own record in Redis)."""
@@ -198,7 +210,12 @@ class AppWorker(SimpleWorker):
             timer = threading.Timer(self.app.config["WORKER_SHUTDOWN_GRACE"], self._hand_back)
             timer.daemon = True
             timer.start()
-        super().request_stop(signum, frame)
+        try:
+            super().request_stop(signum, frame)
+        except StopRequested:
+            # RQ ends an idle worker's wait so, raised from this handler wherever the worker is: a job it had just
+            # popped was lost with it. The wait ends within a second instead (dequeue_job_and_maintain_ttl).
+            rqinternals.stop_taking_jobs(self)
 
     def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl-C a second time is RQ's cold shutdown; a second SIGTERM is the first one again (see request_stop)."""
@@ -461,7 +478,9 @@ class FastWorker(AppWorker):
 
 
 # The keys START and FINISH take per job (scripts.py), in their order, after the worker's.
-START_KEYS = [rqinternals.PROVEN_LAYOUT[kind] for kind in ("job", "execution", "executions", "started", "intermediate")]
+START_KEYS = [
+    rqinternals.PROVEN_LAYOUT[kind] for kind in ("job", "execution", "executions", "started", "intermediate", "queue")
+]
 FINISH_KEYS = [
     rqinternals.PROVEN_LAYOUT[kind]
     for kind in ("job", "results", "finished", "execution", "started", "executions", "dependents", "dependencies")

@@ -12,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Retry, SimpleWorker, get_current_job
 from rq.cli.cli import main as rq_cli
 from rq.command import send_stop_job_command
@@ -31,14 +32,30 @@ from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 from rq.worker import Worker
 
+import scripts
 from core import QUEUE_NAMES
-from tests.conftest import TEST_REDIS_URL, clean, service_env, start_process, stop_process, submit, wait_for
+from recovery import Watchman
+from scripts import Scripts
+from tests.conftest import (
+    DASHBOARD_PASSWORD,
+    TEST_REDIS_URL,
+    basic,
+    clean,
+    service_env,
+    start_process,
+    stop_process,
+    submit,
+    wait_for,
+)
 from worker import SUSPENSION_CHECK_SECONDS, AppWorker, FastWorker, build_worker
 
 JSONSERIALIZER = "rq.serializers.JSONSerializer"
 UPDATED = re.compile(r"Updated: .*|\d+\.\d+\.\d+\.\d+:\d+")  # when `rq info` ran; a worker's connection
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 SEEN: list[object] = []  # what a job saw of the state while it ran (the workers run in this process)
+DASHBOARD: list[FlaskClient] = []
+DASHBOARD_AUTH = basic("admin", DASHBOARD_PASSWORD)
+REGISTRIES = ["queued", "started", "finished", "failed", "deferred", "scheduled", "canceled"]  # fmt: skip
 STABLE_FIELDS = {"status", "origin", "result_ttl", "failure_ttl", "timeout", "retries_left", "current_job", "state",
                  "successful_job_count", "failed_job_count", "type", "queues", "dependency_ids"}  # fmt: skip
 
@@ -155,8 +172,35 @@ def readers(redis: Redis, labels: dict[str, str]) -> dict[str, object]:
     return {"jobs": jobs, "queues": queues, "workers": workers, "rq info": rq_info}
 
 
+def dashboard(labels: dict[str, str]) -> dict[str, int]:
+    """What rq-dashboard answers for each of its pages and data endpoints: every queue's every registry, the
+    workers, and each job's page. None may fail (a 404 for a job Redis no longer holds is an answer)."""
+    [client] = DASHBOARD
+    pages = ["/rq/0/view/queues", "/rq/0/data/queues.json", "/rq/0/view/workers", "/rq/0/data/workers.json",
+             "/rq/0/view/jobs"]  # fmt: skip
+    pages += [f"/rq/0/data/jobs/{queue}/{registry}/8/asc/1.json" for queue in QUEUE_NAMES for registry in REGISTRIES]
+    pages += [f"/rq/0/view/job/{job_id}" for job_id in labels]
+    # rq-dashboard 0.9.0's job data fails (500) for a job with dependencies under RQ 2, whichever worker ran it;
+    # tasks have none.
+    redis = client.application.extensions["redis"]
+    pages += [
+        f"/rq/0/data/job/{job_id}.json" for job_id in labels if not redis.exists(f"rq:job::{job_id}:dependencies")
+    ]
+    answers = {normal(page, labels): client.get(page, headers=DASHBOARD_AUTH).status_code for page in pages}
+    assert all(status < 500 for status in answers.values()), answers
+    return answers
+
+
 def observe(redis: Redis, labels: dict[str, str]) -> dict[str, object]:
-    return {"keys": keys(redis, labels), "readers": readers(redis, labels)}
+    return {"keys": keys(redis, labels), "readers": readers(redis, labels), "dashboard": dashboard(labels)}
+
+
+@pytest.fixture(autouse=True)
+def dashboard_client(app: Flask) -> Iterator[None]:
+    """The app's dashboard, for `observe` (the jobs observe too, from the worker, in this process)."""
+    DASHBOARD[:] = [app.test_client()]
+    yield
+    DASHBOARD.clear()
 
 
 def maintain_past_every_ttl(redis: Redis) -> None:
@@ -297,6 +341,22 @@ def test_a_job_stopped_while_it_runs_leaves_the_state_rqs_own_code_leaves(app: F
     fast_and_rqs_own(app, client, scenario)
 
 
+def test_a_job_stopped_before_it_began_leaves_the_state_rqs_own_code_leaves(app: Flask, client: FlaskClient) -> None:
+    """On the fast path the job waits in its worker's batch, marked started; on RQ's own, in its queue."""
+
+    def scenario() -> dict[str, str]:
+        running, waiting = submit(client, x=1, y=1, delay=1), submit(client, x=2, y=2)
+
+        def stop_the_waiting_one() -> None:
+            wait_for(lambda: client.get(f"/tasks/{running}").json["status"] == "started", 10, "the first to start")
+            assert client.delete(f"/tasks/{waiting}").status_code in (200, 202)
+
+        threading.Thread(target=stop_the_waiting_one, daemon=True).start()
+        return {running: "running", waiting: "stopped before it began"}
+
+    fast_and_rqs_own(app, client, scenario)
+
+
 def test_a_job_handed_back_leaves_the_state_rqs_own_code_leaves(app: Flask, client: FlaskClient) -> None:
     fast_and_rqs_own(app, client, lambda: {submit(client, "/models/hand_back"): "handed back"})
 
@@ -343,3 +403,42 @@ def test_a_worker_killed_mid_batch_leaves_the_state_rqs_own_code_leaves(app: Fla
     Only the dead worker's own record differs meanwhile: on the fast path it never counted the successes it had
     not yet recorded (their RQ records are written from their rows by the next worker's watchman)."""
     assert kill_mid_batch(app, tmp_path, "on") == kill_mid_batch(app, tmp_path, "off")
+
+
+def test_a_reply_lost_mid_round_trip_leaves_the_state_rqs_simple_worker_leaves(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply to the round trip that records a success and claims the next batch is lost after Redis ran it:
+    nothing is recorded twice, and the jobs claimed, never started, go back to their queue (the watchmen's sweeps)
+    and run once. Two workers run one after the other, for RQ's too; the dead workers' own records (how many jobs
+    each ran) are left out."""
+    lost: list[bool] = []
+    execute = Scripts.execute
+
+    def reply_lost(pipeline: Any, calls: dict) -> list:
+        replies = execute(pipeline, calls)
+        sent = {script.script for script, _, _ in calls.values()}
+        if not lost and {scripts.FINISH, scripts.CLAIM} <= sent:
+            lost.append(True)
+            raise RedisConnectionError("the connection dropped before the reply came")
+        return replies
+
+    class OneAfterTheOther:
+        def __init__(self, make: Callable[[], Worker]) -> None:
+            self.make = make
+
+        def work(self, **options: Any) -> None:
+            first = self.make()
+            first.work(**options)
+            with app.app_context():
+                for _ in range(2):
+                    Watchman(app, first).sweep()
+            self.make().work(**options)
+
+    scenario = SCENARIOS["several successes and priorities"]
+    theirs = play(app, scenario, lambda: OneAfterTheOther(rq_worker(app)))
+    monkeypatch.setattr(Scripts, "execute", staticmethod(reply_lost))
+    ours = play(app, scenario, lambda: OneAfterTheOther(our_worker(app, batch=2)))
+    for outcome in (ours, theirs):
+        outcome[1]["keys"] = {key: value for key, value in outcome[1]["keys"].items() if key != "rq:worker:<id>"}
+    assert (ours, bool(lost) or not isinstance(build_worker(app), FastWorker)) == (theirs, True)
