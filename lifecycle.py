@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Callback
 from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy import Select, bindparam, select, tuple_
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)
 DONE = Progress(percent=100, message="done")
 RETRY_FULL_QUEUE_SECONDS = 30
+RETRY_HANDOVER_SECONDS = 1  # a task taken off its queue and not yet begun is so for milliseconds
 
 
 def _redis() -> Redis:
@@ -285,9 +287,17 @@ def cancel(task_id: uuid.UUID) -> TaskView:
             job.cancel()
         tasks.write_result(str(task_id), view.type, "canceled", error="canceled on request before it started")
         return find(task_id)
-    send_stop_job_command(_redis(), job.id, serializer=JSONSerializer)
+    try:
+        send_stop_job_command(_redis(), job.id, serializer=JSONSerializer)
+        sent = True
+    except (InvalidJobOperation, NoSuchJobError):  # it ended and is gone, or a worker has it but has not begun it
+        sent = False
     ended = db.session.get(Result, task_id)  # it may have ended while we looked; a worker ignores a stale stop
     if ended is not None and ended.status != "stopped":
         raise Conflict(f"task {task_id} has already ended: it is {ended.status}")
+    if not sent:
+        raise ServiceUnavailable(
+            f"task {task_id} is being handed to a worker: ask again in a moment", retry_after=RETRY_HANDOVER_SECONDS
+        )
     log.info("task %s: asked its worker to stop it", task_id)
     return view

@@ -52,8 +52,8 @@ HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by
 NO_TIMEOUT_TTL = 420  # and lasts this long while a job without a timeout runs (RQ's default worker TTL)
 MEMORY_CHECK_SECONDS = 1.0
 STOP_CHECK_SECONDS = 1  # how soon an idle worker stops on SIGTERM
-# RQ's maintenance (registry cleanup, and starting RQ's scheduler again once a Redis error ended it) runs this often,
-# and an idle worker's wait for jobs ends as often to run it; RQ's own are 10 minutes and 405 s.
+# RQ's maintenance (registry cleanup, and starting RQ's scheduler again once a Redis error ended it) runs this often;
+# RQ's own default is 10 minutes.
 SCHEDULER_CHECK_SECONDS = 30
 MAX_BATCH = 64  # jobs taken in one round trip, at most
 SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
@@ -509,7 +509,8 @@ def build_worker(app: Flask, running: RunningJob | None = None) -> AppWorker:
         connection=app.extensions["redis"],
         serializer=JSONSerializer,
         maintenance_interval=SCHEDULER_CHECK_SECONDS,
-        worker_ttl=SCHEDULER_CHECK_SECONDS + 15,  # RQ waits for jobs this long less 15 s
+        # RQ's idle heartbeat TTL; RQ also sets its connections' socket timeout to this less 5 s (40 s, not 415 s).
+        worker_ttl=SCHEDULER_CHECK_SECONDS + 15,
         app=app,
         running=running,
     )

@@ -12,6 +12,8 @@ from flask.testing import FlaskClient
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+import lifecycle
+import tasks
 from tasks import ProgressReporter
 from tests.conftest import DASHBOARD_PASSWORD, app_fixture, make_app, row, submit, submit_failing, wait_for
 
@@ -273,3 +275,33 @@ def test_a_task_a_worker_takes_as_it_is_canceled_is_not_answered_canceled(
     answer = client.delete(f"/tasks/{task_id}")
     assert answer.status_code == 200 and answer.json["status"] == "canceled"
     assert taken == []  # the API took the job off its queue first, so no worker could take it
+
+
+def test_a_delete_that_meets_the_task_ending_answers_409_and_changes_nothing(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = submit(client, x=6, y=7)
+    queue = app.extensions["queues"]["default"]
+    app.extensions["redis"].lrem(queue.key, 0, task_id)  # a worker has taken it
+    send = lifecycle.send_stop_job_command
+
+    def ended_meanwhile(redis, job_id: str, serializer=None) -> None:
+        tasks.write_result(job_id, "multiply", "finished", result=42.0)  # its worker ends it as the stop goes out,
+        app.extensions["redis"].delete(Job.key_for(job_id))  # and its job is gone (RESULT_TTL=0): RQ raises
+        send(redis, job_id, serializer=serializer)
+
+    monkeypatch.setattr(lifecycle, "send_stop_job_command", ended_meanwhile)
+    response = client.delete(f"/tasks/{task_id}")
+    assert (response.status_code, response.json["error"]) == (409, f"task {task_id} has already ended: it is finished")
+    assert client.get(f"/multiply/{task_id}").json["result"] == 42.0
+    assert queue.canceled_job_registry.get_job_ids() == [] and queue.failed_job_registry.get_job_ids() == []
+
+
+def test_a_delete_of_a_task_a_worker_has_not_begun_yet_asks_to_try_again(app: Flask, client: FlaskClient) -> None:
+    task_id = submit(client, x=6, y=7)
+    queue = app.extensions["queues"]["default"]
+    app.extensions["redis"].lmove(queue.key, queue.intermediate_queue_key)  # claimed by a worker, not started
+    response = client.delete(f"/tasks/{task_id}")
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
+    assert response.json["error"] == f"task {task_id} is being handed to a worker: ask again in a moment"
+    assert client.get(f"/tasks/{task_id}").json["status"] == "queued"
