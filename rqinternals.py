@@ -66,19 +66,14 @@ def fast_path_refusal(connection: Redis) -> str | None:
     return None
 
 
-def push_current_job(job: Job) -> None:
-    """What rq.get_current_job() reads, as Job.perform sets it."""
+def perform_taken(job: Job) -> Any:
+    """Job.perform without its PERSIST, which the fast path's START did: the job is what rq.get_current_job() reads
+    while its function runs, and its return value is kept where RQ's worker reads it."""
     rq.job._job_stack.push(job)
-
-
-def pop_current_job() -> None:
-    rq.job._job_stack.pop()
-
-
-def execute(job: Job) -> Any:
-    """Run the job's function, keeping its return value where RQ's worker reads it (Job.perform without its PERSIST,
-    which the fast path's take did)."""
-    job._result = job._execute()
+    try:
+        job._result = job._execute()
+    finally:
+        rq.job._job_stack.pop()
     return job._result
 
 

@@ -70,22 +70,19 @@ class GatedJob(Job):
     def perform(self) -> Any:
         PERFORMING.set()
         try:
-            return super().perform()
+            return self._perform()
         finally:
             PERFORMING.clear()
+
+    def _perform(self) -> Any:
+        return super().perform()
 
 
 class TakenJob(GatedJob):
     """A job the fast path took: its key is already persistent, so performing it needs no round trip of its own."""
 
-    def perform(self) -> Any:
-        rqinternals.push_current_job(self)
-        PERFORMING.set()
-        try:
-            return rqinternals.execute(self)
-        finally:
-            PERFORMING.clear()
-            rqinternals.pop_current_job()
+    def _perform(self) -> Any:
+        return rqinternals.perform_taken(self)
 
 
 class AppWorker(SimpleWorker):
@@ -274,10 +271,8 @@ class FastWorker(AppWorker):
         finally:
             self._stopped.set()
             releaser.join(timeout=5)
-            with self._batch_lock:
-                held, self._held = list(self._held), deque()
             try:
-                self._round_trip(give_back=held)
+                self._round_trip(give_back=self._take_held())
             except RedisError as fault:  # the watchmen queue them again once this worker is gone
                 log.warning("could not give back the jobs taken but not begun: %s", fault)
 
@@ -287,13 +282,17 @@ class FastWorker(AppWorker):
         if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_SECONDS:
             return
         if is_suspended(self.connection, self):
-            with self._batch_lock:
-                held, self._held = list(self._held), deque()
-            self._round_trip(give_back=held)
+            self._round_trip(give_back=self._take_held())
             if self.get_state() == WorkerStatus.BUSY:  # busy from its last job: RQ's worker is idle after each
                 self.set_state(WorkerStatus.IDLE)
         super().check_for_suspension(burst)
         self._suspension_checked_at = time.monotonic()
+
+    def _take_held(self) -> list[Taken]:
+        """The jobs taken but not begun, which the caller gives back."""
+        with self._batch_lock:
+            held, self._held = list(self._held), deque()
+        return held
 
     def _round_trip(
         self,
