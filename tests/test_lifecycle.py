@@ -160,7 +160,7 @@ def test_a_deterministic_error_is_not_retried_and_gives_a_failed_row(quick_retry
     assert task_id in quick_retry_app.extensions["queues"]["default"].failed_job_registry
 
 
-backoff_app = app_fixture(RETRY_ATTEMPTS="3", RETRY_BACKOFF_SECONDS="1")
+backoff_app = app_fixture(RETRY_ATTEMPTS="3", RETRY_BACKOFF_SECONDS="2")
 
 
 def test_retries_wait_their_backoff(backoff_app: Flask, run_worker) -> None:
@@ -170,7 +170,7 @@ def test_retries_wait_their_backoff(backoff_app: Flask, run_worker) -> None:
     assert client.get(f"/tasks/{task_id}").json["status"] == "scheduled"
     assert not run_worker(backoff_app)  # not due yet
     assert runs(backoff_app, task_id) == 1
-    time.sleep(1.2)
+    time.sleep(2.2)
     run_worker(backoff_app)
     assert runs(backoff_app, task_id) == 2
     assert client.get(f"/models/flaky/{task_id}").json["result"] == 42.0
