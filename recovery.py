@@ -3,8 +3,6 @@
 Every worker runs a Watchman thread. Every few seconds it marks its worker alive (a Redis key with a
 short TTL naming the task it runs) and, one worker at a time (a Redis lock), sweeps:
 - jobs left `started` by a worker that is no longer alive go back to the front of their queue;
-- jobs a worker claimed but never started (left on a queue's intermediate list: it died, or lost its connection,
-  between the two) go back to the front of their queue once a sweep has seen them there before;
 - accepted tasks (rows in `tasks` without a result) whose job has been missing from Redis for a whole
   liveness period, and that no live worker runs, are queued again under the same id;
 - jobs that read `queued` but are in no queue (a worker stopped between popping one and starting it) go back
@@ -25,6 +23,7 @@ import uuid
 from flask import Flask, current_app
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.results import Result as RQResult
@@ -97,7 +96,6 @@ class Watchman(threading.Thread):
             for key, value in zip(*self._alive_marks(), strict=True)
         }
         self.requeue_orphans(alive)
-        self.requeue_unstarted()
         self.requeue_lost(set(alive.values()))
 
     def _alive_marks(self) -> tuple[list[bytes], list[bytes | None]]:
@@ -130,6 +128,9 @@ class Watchman(threading.Thread):
                 self.redis.zrem(registry.key, f"{job_id}:{execution_id}")
                 if job is None:
                     continue  # nothing left to run
+                with self.redis.pipeline() as pipeline:  # its execution's record goes, as RQ's worker ends one
+                    Execution(execution_id, job_id, self.redis).delete(job, pipeline)
+                    pipeline.execute()
                 if (ended := db.session.get(Result, uuid.UUID(job_id))) is not None:
                     self.record_ended(job, queues[name], ended)  # its worker died before it wrote RQ's bookkeeping
                     continue
@@ -138,21 +139,6 @@ class Watchman(threading.Thread):
                     continue
                 queues[name].enqueue_job(job, at_front=True)
                 log.warning("task %s: its worker %s is gone; queued again", job_id, job.worker_name)
-
-    def requeue_unstarted(self) -> None:
-        """Give back the jobs claimed but never started, once seen on an intermediate list by an earlier sweep (RQ's
-        own maintenance would fail them there after a minute, with no retry for a job that never began)."""
-        for name in QUEUE_NAMES:
-            queue = self.app.extensions["queues"][name]
-            intermediate = queue.intermediate_queue
-            for job_id in intermediate.get_job_ids():
-                if intermediate.set_first_seen(job_id):
-                    continue  # its worker may be between CLAIM and START: the next sweep decides
-                keys = [intermediate.key, queue.key, intermediate.get_first_seen_key(job_id)]
-                if self.scripts.unclaim(keys, [job_id]):
-                    log.warning(
-                        "task %s: claimed by a worker that never began it; back at the front of its queue", job_id
-                    )
 
     def record_ended(self, job: Job, queue: Queue, ended: Result) -> None:
         """Write the RQ bookkeeping of a job whose row says it ended, as its worker would have: status, registry,
@@ -210,16 +196,15 @@ class Watchman(threading.Thread):
             if now - since >= self.liveness:
                 del self.unlisted_since[job_id]
                 queue = self.app.extensions["queues"][queued[job_id]]
-                keys = [Job.key_for(job_id), queue.key, queue.intermediate_queue_key]
+                keys = [Job.key_for(job_id), queue.key]
                 if self.scripts.relist(keys, [job_id]):
                     log.warning(
                         "task %s: queued but in no queue (its worker stopped as it took it); queued again", job_id
                     )
 
     def _listed(self) -> set[str]:
-        """The ids in the queues and their intermediate lists."""
+        """The ids in the queues."""
         with self.redis.pipeline(transaction=False) as pipeline:
             for name in QUEUE_NAMES:
-                queue = self.app.extensions["queues"][name]
-                pipeline.lrange(queue.key, 0, -1).lrange(queue.intermediate_queue_key, 0, -1)
+                pipeline.lrange(self.app.extensions["queues"][name].key, 0, -1)
             return {job_id.decode() for ids in pipeline.execute() for job_id in ids}

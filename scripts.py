@@ -1,4 +1,4 @@
-"""The worker's Lua scripts: RQ's per-job bookkeeping written in one round trip per batch, not several per job.
+"""The worker's Lua scripts: RQ's per-job bookkeeping in one round trip per job, not several.
 
 Imports nothing of ours. Each script is registered (EVALSHA) and touches only the keys passed in KEYS, as
 RQ's own rq/scripts.py does; the key layout and hash fields are RQ 2.12's, checked at start-up (rqinternals.py),
@@ -12,80 +12,70 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-# Move up to ARGV[1] job ids from the queues (KEYS[2], KEYS[4], ... in priority order) to each queue's intermediate
-# list (KEYS[3], KEYS[5], ...), as RQ's own dequeue does (LMOVE): RQ's maintenance fails a job a dead worker left
-# there. Nothing moves while workers are suspended (KEYS[1], `rq suspend`). Returns {queue key, id} pairs.
-CLAIM = """
-local claimed = {}
-if redis.call('EXISTS', KEYS[1]) == 1 then return claimed end
-for i = 2, #KEYS, 2 do
-  while #claimed < tonumber(ARGV[1]) do
-    local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
-    if not id then break end
-    table.insert(claimed, {KEYS[i], id})
+# Start the job at the head of the queues, as RQ's worker starts the job its dequeue pops, in one step: off its queue,
+# and the state RQ writes in its two preparation pipelines (job, execution, started registry, worker; Job.perform's
+# PERSIST). The ids come from the worker's last look at the head of the first non-empty queue (the candidates): the
+# head of the queues (KEYS[4..], in priority order) is started only if it is one of them, and so whatever went to the
+# head since (a job in a queue of higher priority, one pushed to the front) is never passed over. A job whose hash is
+# gone is dropped from the queue as RQ's dequeue drops it. Nothing is taken while workers are suspended (KEYS[2]).
+# With `given` set, the one candidate was popped already by RQ's own blocking dequeue: it is started if it still reads
+# queued (and taken off its queue, where a watchman may have put it back since: RELIST).
+# KEYS: worker, suspended, the candidates' started registry, the queues, then per candidate its hash, its new
+# execution's hash and its executions registry. ARGV: worker name, the take's stamp as RQ writes it and as a timestamp,
+# the candidates' queue (its index among the queues), the number of queues, given (1 or 0), then per candidate its id
+# and a new execution id.
+# Returns {index of the candidate started, its hash}; 0 when none is at the head (the worker looks again); -1 while
+# workers are suspended.
+TAKE = """
+local worker, stamp, now, from, queues, given = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local function start(c)
+  local id, execution = ARGV[7 + 2 * c], ARGV[8 + 2 * c]
+  local job_key, execution_key, executions_key = unpack(KEYS, 4 + queues + 3 * c, 6 + queues + 3 * c)
+  local at = math.floor(tonumber(now))
+  local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
+  local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
+  if timeout == -1 then ttl = 420 elseif timeout then ttl = timeout + 60 end
+  redis.call('HSET', execution_key, 'id', execution, 'created_at', now, 'last_heartbeat', now, 'worker_name', worker)
+  redis.call('EXPIRE', execution_key, ttl)
+  redis.call('ZADD', executions_key, at + ttl + 60, execution)
+  redis.call('EXPIRE', executions_key, ttl + 60)
+  redis.call('ZADD', KEYS[3], at + ttl, id .. ':' .. execution)
+  redis.call('PERSIST', job_key)
+  redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
+  redis.call('HSET', KEYS[1], 'state', 'busy', 'current_job', id, 'current_job_working_time', 0,
+             'last_heartbeat', stamp)
+  redis.call('EXPIRE', KEYS[1], ttl)
+  return {c, redis.call('HGETALL', job_key)}
+end
+if given == '1' then
+  redis.call('LREM', KEYS[3 + from], 1, ARGV[7])
+  -- gone, canceled, or put back and started by another worker meanwhile
+  if redis.call('HGET', KEYS[4 + queues], 'status') ~= 'queued' then return 0 end
+  return start(0)
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local candidates = {}
+for c = 0, (#ARGV - 6) / 2 - 1 do candidates[ARGV[7 + 2 * c]] = c end
+for q = 1, queues do
+  while true do
+    local head = redis.call('LINDEX', KEYS[3 + q], 0)
+    if not head then break end
+    local c = candidates[head]
+    if q ~= from or c == nil then return 0 end
+    redis.call('LPOP', KEYS[3 + q])
+    if redis.call('EXISTS', KEYS[4 + queues + 3 * c]) == 1 then return start(c) end
   end
 end
-return claimed
+return 0
 """
 
-# Mark jobs started: the state RQ's worker writes in its two preparation pipelines (job, execution, started registry,
-# worker; Job.perform's PERSIST), and the job off its intermediate list. KEYS[1] is the worker; then per job its
-# hash, execution hash, executions registry, started registry, intermediate list and queue. ARGV: worker name, the
-# take's stamp as RQ writes it and as a timestamp, then per job its id, a new execution id, and 1 if CLAIM took it (0:
-# RQ's own dequeue popped it, and a watchman may have given it back to its queue since: RELIST). A claimed job that
-# is no longer on its intermediate list was given back meanwhile (UNCLAIM) and is not started; nor is a job whose
-# hash is gone, as RQ skips it. Returns {index of the job, its hash} for each job started.
-START = """
-local worker, stamp, now = ARGV[1], ARGV[2], ARGV[3]
-local at = math.floor(tonumber(now))
-local started, longest = {}, 0
-for i = 0, (#KEYS - 1) / 6 - 1 do
-  local job_key, execution_key, executions_key, started_key, intermediate_key, queue_key =
-    unpack(KEYS, 2 + 6 * i, 7 + 6 * i)
-  local id, execution, claimed = ARGV[4 + 3 * i], ARGV[5 + 3 * i], ARGV[6 + 3 * i]
-  local ours = redis.call('LREM', intermediate_key, 1, id) == 1
-  if claimed == '0' then ours = true; redis.call('LREM', queue_key, 1, id) end
-  if ours and redis.call('EXISTS', job_key) == 1 then
-    local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
-    local ttl = 480  -- RQ's heartbeat TTL: the job's timeout + 60 s, 420 s for a job that never times out
-    if timeout == -1 then ttl = 420 elseif timeout then ttl = timeout + 60 end
-    longest = math.max(longest, ttl)
-    redis.call('HSET', execution_key, 'id', execution, 'created_at', now, 'last_heartbeat', now, 'worker_name', worker)
-    redis.call('EXPIRE', execution_key, ttl)
-    redis.call('ZADD', executions_key, at + ttl + 60, execution)
-    redis.call('EXPIRE', executions_key, ttl + 60)
-    redis.call('ZADD', started_key, at + ttl, id .. ':' .. execution)
-    redis.call('PERSIST', job_key)
-    redis.call('HSET', job_key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp,
-               'worker_name', worker)
-    table.insert(started, {i, redis.call('HGETALL', job_key)})
-  end
-end
-if #started > 0 then
-  redis.call('HSET', KEYS[1], 'state', 'busy', 'current_job', ARGV[4 + 3 * started[1][1]],
-             'current_job_working_time', 0, 'last_heartbeat', stamp)
-  redis.call('EXPIRE', KEYS[1], longest)
-end
-return started
-"""
-
-# Give back to its queue KEYS[2] a job (KEYS[1]) that reads queued but is neither there nor on the queue's intermediate
-# list KEYS[3]: a worker popped it and stopped before starting it (RQ turns a SIGTERM then into an exception). Atomic
-# with START, which takes it out of the queue again if its worker starts it after all.
+# Give back to its queue KEYS[2] a job (KEYS[1]) that reads queued but is not there: a worker popped it and stopped
+# before starting it (RQ turns a SIGTERM then into an exception). Atomic with TAKE, which takes it out of the queue
+# again if its worker starts it after all.
 RELIST = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[1]) then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
-return 1
-"""
-
-# Give back a job a worker claimed but never started (it died, or lost its connection, between CLAIM and START):
-# off its intermediate list KEYS[1], to the front of its queue KEYS[2], forgetting when RQ's maintenance first saw it
-# there (KEYS[3]). Atomic with START: the job is either started by its worker or back in its queue, never both.
-UNCLAIM = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[3])
 return 1
 """
 
@@ -134,9 +124,7 @@ class Scripts:
     runs again, loaded, after the pipeline."""
 
     def __init__(self, connection: Redis) -> None:
-        self.claim, self.start, self.unclaim, self.relist, self.finish = (
-            connection.register_script(source) for source in (CLAIM, START, UNCLAIM, RELIST, FINISH)
-        )
+        self.take, self.relist, self.finish = (connection.register_script(source) for source in (TAKE, RELIST, FINISH))
 
     @staticmethod
     def call(pipeline: Pipeline, calls: dict[int, Call], script: Script, keys: list, args: list) -> int:

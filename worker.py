@@ -14,8 +14,7 @@ import threading
 import time
 import uuid
 from base64 import b64encode
-from collections import deque
-from collections.abc import Sequence
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -23,7 +22,6 @@ from flask import Flask
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, Retry, SimpleWorker
-from rq.command import parse_payload
 from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -33,10 +31,7 @@ from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
-from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
 
-import lifecycle
 import rqinternals
 from app import LOG_FORMAT, create_app
 from core import QUEUE_NAMES
@@ -55,10 +50,9 @@ STOP_CHECK_SECONDS = 1  # how soon an idle worker stops on SIGTERM
 # RQ's maintenance (registry cleanup, and starting RQ's scheduler again once a Redis error ended it) runs this often;
 # RQ's own default is 10 minutes.
 SCHEDULER_CHECK_SECONDS = 30
-MAX_BATCH = 64  # jobs taken in one round trip, at most
-SHORT_JOB_SECONDS = 0.01  # a worker takes twice as many jobs next time while every job of a batch is this quick
-HOLD_SECONDS = 0.5  # jobs taken but not begun go back to their queues once the running job has taken this long
-RELEASE_CHECK_SECONDS = 0.1
+# How many ids a worker reads at the head of the first non-empty queue: it takes the first of them still at the head
+# at its next round trip, so as many workers as this can drain one queue without looking again.
+PEEK = 8
 # Set while a job's own code runs: only then may a stop or a hand-back (SIGUSR1) interrupt it. Raised in the middle
 # of the worker's bookkeeping, it stranded the jobs that round trip had just taken.
 PERFORMING = threading.Event()
@@ -237,158 +231,133 @@ class AppWorker(SimpleWorker):
             raise JobHandedBack("the worker is shutting down")
 
 
-Taken = tuple[TakenJob, Queue, Execution]
 Unrecorded = tuple[Job, Queue, list, list]  # a finished job, its queue, and FINISH's keys and arguments
 
 
 class FastWorker(AppWorker):
-    """AppWorker with RQ's per-job bookkeeping in Lua (scripts.py): jobs taken in batches (the finishes of a batch
-    and the next take share a round trip), each marked started as RQ marks it. tests/test_equivalence.py holds it to
-    the state RQ's own SimpleWorker leaves; rqinternals.fast_path_refusal says when it may run.
+    """AppWorker with RQ's per-job bookkeeping in Lua (scripts.py), in one round trip per job: a job's success is
+    recorded, and the next job started, in the round trip that begins the next job, each as RQ's SimpleWorker
+    records it. A job is marked started only as it begins, and recorded as it ends (the worker's loop in between).
+    tests/test_equivalence.py holds it to the state RQ's own SimpleWorker leaves; rqinternals.fast_path_refusal says
+    when it may run.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.scripts = Scripts(self.connection)
         self.burst = False
-        self._queue_by_key = {queue.key: queue for queue in self.queues}
         self._suspension_checked_at = float("-inf")
-        # The batch, shared with the releaser thread and the stop-job command handler under `_batch_lock`:
-        # jobs taken (marked started) but not begun, and finished jobs whose bookkeeping is not written yet.
-        self._batch_lock = threading.Lock()
-        self._held: deque[Taken] = deque()
-        self._unrecorded: list[Unrecorded] = []
-        self._batch_size = 1
-        self._slowest_in_batch = 0.0
-        self._stopped = threading.Event()
+        self._unrecorded: list[Unrecorded] = []  # the last job's success; more after a round trip failed
+        self._candidates: tuple[int, list[str]] | None = None  # the head of the first non-empty queue, last seen
 
     def work(self, *args, **kwargs) -> bool:
         self.burst = kwargs.get("burst", False)
-        releaser = threading.Thread(target=self._release_held, name="releaser", daemon=True)
-        releaser.start()
+        return super().work(*args, **kwargs)
+
+    def teardown(self) -> None:
+        """Record the last job's success before the worker's record goes (RQ's teardown)."""
         try:
-            return super().work(*args, **kwargs)
-        finally:
-            self._stopped.set()
-            releaser.join(timeout=5)
-            try:
-                self._round_trip(give_back=self._take_held())
-            except RedisError as fault:  # the watchmen queue them again once this worker is gone
-                log.warning("could not give back the jobs taken but not begun: %s", fault)
+            self._round_trip()
+        except RedisError as fault:  # the watchmen write its RQ records from its row once this worker is gone
+            log.warning("could not record the last job's success: %s", fault)
+        super().teardown()
 
     def check_for_suspension(self, burst: bool) -> None:
-        """As RQ does, at most once a second; jobs taken but not begun go back to their queues first, rather than
-        wait, marked started, through the suspension (RQ's registry cleanup would take them for abandoned)."""
+        """As RQ does, at most once a second; the last job's success is recorded first, rather than wait through the
+        suspension."""
         if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_SECONDS:
             return
         if is_suspended(self.connection, self):
-            self._round_trip(give_back=self._take_held())
+            self._round_trip()
             if self.get_state() == WorkerStatus.BUSY:  # busy from its last job: RQ's worker is idle after each
                 self.set_state(WorkerStatus.IDLE)
         super().check_for_suspension(burst)
         self._suspension_checked_at = time.monotonic()
 
-    def _take_held(self) -> list[Taken]:
-        """The jobs taken but not begun, which the caller gives back."""
-        with self._batch_lock:
-            held, self._held = list(self._held), deque()
-        return held
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """The job at the head of the queues, started in the round trip that records the last one's success; only when
+        every queue is empty, block as RQ does."""
+        while True:
+            if (started := self._round_trip(take=True)) is not None:
+                return started
+            elif self._candidates is None:
+                popped = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+                if popped is None:
+                    return None
+                job, queue = popped
+                self._candidates = (self.queues.index(queue), [job.id])
+                if (started := self._round_trip(take=True, given=True)) is not None:
+                    return started
 
-    def _round_trip(
-        self,
-        take: int = 0,
-        given: tuple[Queue, str] | None = None,
-        give_back: Sequence[Taken] = (),
-        running: Job | None = None,
-    ) -> None:
-        """Write the batch's unrecorded finishes, give jobs back to their queues and claim new ones, at once, then mark
-        those started; and name the job `running` as the worker's current one, for as long as it may run."""
-        with self._batch_lock:
-            unrecorded, self._unrecorded = self._unrecorded, []
-        if not (unrecorded or take or given or give_back or running):
-            return
+    def _round_trip(self, take: bool = False, given: bool = False) -> tuple[Job, Queue] | None:
+        """Record the finished jobs and, with `take`, start the candidate at the head of the queues (or the one RQ's
+        dequeue popped, `given`) and look at the queues' heads again. Returns the job started."""
+        unrecorded, self._unrecorded = self._unrecorded, []
+        if not (unrecorded or take):
+            return None
         calls: dict[int, Call] = {}
         try:
             with self.connection.pipeline(transaction=False) as pipeline:
                 finishes = [Scripts.call(pipeline, calls, self.scripts.finish, keys, args)
                             for _, _, keys, args in unrecorded]  # fmt: skip
-                if running is not None:  # after the finishes, which unname the jobs they finish
-                    pipeline.hset(self.key, "current_job", running.id)
-                    # As START: the job's timeout and a margin, or RQ's 420 s for a job without a timeout.
-                    timeout = running.timeout if running.timeout is not None and running.timeout >= 0 else None
-                    pipeline.expire(self.key, int(timeout) + HEARTBEAT_MARGIN_SECONDS if timeout else NO_TIMEOUT_TTL)
-                for job, queue, execution in reversed(give_back):
-                    execution.delete(job, pipeline)
-                    job.set_status(JobStatus.QUEUED, pipeline=pipeline)
-                    queue.push_job_id(job.id, pipeline=pipeline, at_front=True)
+                if take and self._candidates is not None:
+                    keys, args, executions, took_at = self._take_arguments(given)
+                    taking = Scripts.call(pipeline, calls, self.scripts.take, keys, args)
                 if take:
-                    keys = [rqinternals.PROVEN_LAYOUT["suspended"]]
                     for queue in self.queues:
-                        keys += [queue.key, queue.intermediate_queue_key]
-                    claim = Scripts.call(pipeline, calls, self.scripts.claim, keys, [take])
+                        pipeline.lrange(queue.key, 0, PEEK - 1)
                 replies = Scripts.execute(pipeline, calls)
         except BaseException:
-            with self._batch_lock:
-                self._unrecorded[:0] = unrecorded
+            self._unrecorded[:0] = unrecorded
             raise
-        for job, _, _ in give_back:
-            log.info("task %s: back at the front of its queue (taken by worker %s, not begun)", job.id, self.name)
         for (finished, queue, _, _), finish in zip(unrecorded, finishes, strict=True):
             if replies[finish]:  # RQ's own, as its worker does on a success
                 queue.enqueue_dependents(finished)
                 finished.cleanup(finished.get_result_ttl(self.default_result_ttl), remove_from_queue=False)
-        claimed = [(self._queue_by_key[key.decode()], id_.decode()) for key, id_ in replies[claim]] if take else []
-        if claimed or given:
-            self._start(claimed, given)
-
-    def _start(self, claimed: list[tuple[Queue, str]], given: tuple[Queue, str] | None = None) -> None:
-        """Mark started the jobs CLAIM took, or the one RQ's own dequeue popped (`given`), and hold them."""
-        took_at = now()
-        jobs = [*claimed, given] if given else claimed
-        executions = [uuid.uuid4().hex for _ in jobs]
-        keys, args = [self.key], [self.name, utcformat(took_at), repr(took_at.timestamp())]
-        for index, ((queue, job_id), execution_id) in enumerate(zip(jobs, executions, strict=True)):
-            names = {"job": job_id, "queue": queue.name, "execution": execution_id}
-            keys += [template.format(**names) for template in START_KEYS]
-            args += [job_id, execution_id, "1" if index < len(claimed) else "0"]
-        held: deque[Taken] = deque()
-        for index, fields in self.scripts.start(keys, args):
-            queue, job_id = jobs[index]
-            job = TakenJob(job_id, connection=self.connection, serializer=self.serializer)
-            hash_ = dict(zip(fields[::2], fields[1::2], strict=True))
-            del hash_[b"started_at"], hash_[b"last_heartbeat"]  # the take's own stamp: no need to parse it back
-            job.restore(hash_)
-            job.started_at = job.last_heartbeat = took_at
-            execution = Execution(executions[index], job.id, self.connection, self.name)
-            execution.created_at = execution.last_heartbeat = took_at
-            held.append((job, queue, execution))
-        if held:
-            rqinternals.mark_busy(self)
-        with self._batch_lock:
-            self._held = held
-
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[Job, Queue] | None:
-        """The next job of the batch, or a new batch; only when every queue is empty, block as RQ does."""
-        while True:
-            if taken := self._begin():
-                return taken
-            self._round_trip(take=self._batch_size)
-            if taken := self._begin():
-                return taken
+        if not take:
+            return None
+        candidates = self._candidates
+        heads = replies[-len(self.queues) :]
+        self._candidates = next(
+            ((index, [id_.decode() for id_ in ids]) for index, ids in enumerate(heads) if ids), None
+        )
+        if candidates is None or replies[taking] == 0:
+            return None
+        if replies[taking] == -1:  # workers are suspended: wait as RQ's worker waits (a burst worker stops)
             super().check_for_suspension(self.burst)
-            popped = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            if popped is None:
-                return None
-            self._round_trip(given=(popped[1], popped[0].id))
+            return None
+        return self._started(candidates, executions, took_at, *replies[taking])
 
-    def _begin(self) -> tuple[Job, Queue] | None:
-        with self._batch_lock:
-            if not self._held:
-                return None
-            job, queue, self.execution = self._held.popleft()
-            self._run(job)
+    def _take_arguments(self, given: bool) -> tuple[list[str], list[Any], list[str], datetime]:
+        """TAKE's keys and arguments for the candidates, the new executions' ids, and the take's stamp."""
+        assert self._candidates is not None
+        index, ids = self._candidates
+        took_at = now()
+        executions = [uuid.uuid4().hex for _ in ids]
+        keys = [self.key, rqinternals.PROVEN_LAYOUT["suspended"], self.queues[index].started_job_registry.key]
+        keys += [queue.key for queue in self.queues]
+        args = [self.name, utcformat(took_at), repr(took_at.timestamp()), index + 1, len(self.queues), int(given)]
+        for job_id, execution_id in zip(ids, executions, strict=True):
+            names = {"job": job_id, "execution": execution_id}
+            keys += [template.format(**names) for template in TAKE_KEYS]
+            args += [job_id, execution_id]
+        return keys, args, executions, took_at
+
+    def _started(
+        self, candidates: tuple[int, list[str]], executions: list[str], took_at: datetime, index: int, fields: list
+    ) -> tuple[Job, Queue]:
+        """The job TAKE started, read from the hash it returned, with its execution."""
+        queue, job_id = self.queues[candidates[0]], candidates[1][index]
+        job = TakenJob(job_id, connection=self.connection, serializer=self.serializer)
+        hash_ = dict(zip(fields[::2], fields[1::2], strict=True))
+        del hash_[b"started_at"], hash_[b"last_heartbeat"]  # the take's own stamp: no need to parse it back
+        job.restore(hash_)
+        job.started_at = job.last_heartbeat = took_at
+        self.execution = Execution(executions[index], job.id, self.connection, self.name)
+        self.execution.created_at = self.execution.last_heartbeat = took_at
+        rqinternals.mark_busy(self)
         return job, queue
 
     def _execute_job(self, job: Job, queue: Queue) -> None:
@@ -396,53 +365,20 @@ class FastWorker(AppWorker):
         a SIGTERM between jobs is then RQ's warm shutdown, never an exception amid a round trip."""
         self.perform_job(job, queue)
 
-    def _release_held(self) -> None:
-        """Releaser thread: once the running job has run HOLD_SECONDS, give the held jobs back, for other workers,
-        and record the batch's finished jobs."""
-        while not self._stopped.wait(RELEASE_CHECK_SECONDS):
-            with self._batch_lock:
-                waiting = self._held or self._unrecorded
-                if not waiting or time.monotonic() - self._running_since < HOLD_SECONDS:
-                    continue
-                held, self._held, self._batch_size = list(self._held), deque(), 1
-                running = self._running_job
-            try:
-                # The worker's record named the first job of the batch: it names this one now.
-                self._round_trip(give_back=held, running=running)
-            except RedisError as fault:  # the worker's own loop meets the fault too; the sweep recovers the jobs
-                log.warning("could not give back the jobs held behind a long one: %s", fault)
-
-    def handle_payload(self, message: dict) -> None:
-        """A stop for a job taken but not begun cancels it (its row says so); the running job's goes to RQ."""
-        payload = parse_payload(message)
-        if payload.get("command") == "stop-job":
-            with self._batch_lock:
-                held = [taken for taken in self._held if taken[0].id == payload.get("job_id")]
-                for taken in held:
-                    self._held.remove(taken)
-            if held:
-                try:
-                    self._round_trip(give_back=held)
-                    with self.app.app_context():
-                        lifecycle.cancel(uuid.UUID(payload["job_id"]))
-                except (RedisError, SQLAlchemyError, HTTPException) as fault:
-                    log.warning("task %s: could not cancel it: %s", payload["job_id"], fault)
-                return
-        super().handle_payload(message)
-
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """START did RQ's preparation; a stop asked for before the job began ends it here."""
+        """TAKE did RQ's preparation; a stop asked for before the job began ends it here."""
         self._stop_if_asked(job)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         job.ended_at = now()
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
-        """Keep the job's bookkeeping (FINISH) for the batch's round trip; the last job of a batch makes it, taking the
-        next batch. A job that repeats or belongs to a group is recorded by RQ's own code, at once."""
+        """Keep the job's bookkeeping (FINISH) for the round trip that starts the next job (or that the worker makes
+        before it waits, stops or is suspended). A job that repeats or belongs to a group is recorded by RQ's own
+        code, at once."""
         if job.repeats_left is not None or job.group_id is not None:
             return super().handle_job_success(job, queue, started_job_registry)
-        # Set when the job was taken (_start), begun (_begin) and when it ended (handle_execution_ended).
+        # Set when the job was taken (_started) and when it ended (handle_execution_ended).
         assert self.execution is not None and job.started_at is not None and job.ended_at is not None
         # Result.serialize's fields, made here: a Result object costs a serializer check per job.
         result = {"type": Result.Type.SUCCESSFUL.value, "worker_name": self.name, "execution_id": self.execution.id,
@@ -457,17 +393,7 @@ class FastWorker(AppWorker):
                 repr(job.ended_at.timestamp())]  # fmt: skip
         args += [part for field in result.items() for part in field]
         self.execution = None
-        self._slowest_in_batch = max(self._slowest_in_batch, took)
-        with self._batch_lock:
-            self._unrecorded.append((job, queue, keys, args))
-            if self._held:
-                return
-        quick = self._slowest_in_batch < SHORT_JOB_SECONDS
-        self._batch_size, self._slowest_in_batch = min(self._batch_size * 2, MAX_BATCH) if quick else 1, 0.0
-        try:
-            self._round_trip(take=0 if rqinternals.stop_requested(self) else self._batch_size)
-        except RedisError as fault:  # the job succeeded: its finish is sent again with the next round trip
-            log.warning("task %s: its success is not recorded in Redis yet: %s", job.id, fault)
+        self._unrecorded.append((job, queue, keys, args))
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         recent = self.last_heartbeat and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_SECONDS
@@ -476,10 +402,8 @@ class FastWorker(AppWorker):
         super().heartbeat(timeout, pipeline)
 
 
-# The keys START and FINISH take per job (scripts.py), in their order, after the worker's.
-START_KEYS = [
-    rqinternals.PROVEN_LAYOUT[kind] for kind in ("job", "execution", "executions", "started", "intermediate", "queue")
-]
+# The keys TAKE takes per candidate and FINISH per job (scripts.py), in their order.
+TAKE_KEYS = [rqinternals.PROVEN_LAYOUT[kind] for kind in ("job", "execution", "executions")]
 FINISH_KEYS = [
     rqinternals.PROVEN_LAYOUT[kind]
     for kind in ("job", "results", "finished", "execution", "started", "executions", "dependents", "dependencies")

@@ -12,6 +12,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from rq.worker import Worker
 
 import scripts
 from core import QUEUE_NAMES
-from recovery import Watchman
+from recovery import ALIVE_PREFIX, Watchman
 from scripts import Scripts
 from tests.conftest import (
     DASHBOARD_PASSWORD,
@@ -245,16 +246,8 @@ def rq_worker(app: Flask) -> Callable[[], Worker]:
     )
 
 
-def our_worker(app: Flask, batch: int = 8) -> Callable[[], Worker]:
-    """Ours, as after a run of quick jobs: the fast path takes `batch` jobs at once."""
-
-    def make() -> Worker:
-        worker = build_worker(app)
-        if isinstance(worker, FastWorker):
-            worker._batch_size = batch
-        return worker
-
-    return make
+def our_worker(app: Flask) -> Callable[[], Worker]:
+    return lambda: build_worker(app)
 
 
 def enqueue(queue: Queue, label: str, func: Callable, *args: Any, **options: Any) -> tuple[str, str]:
@@ -286,6 +279,13 @@ SCENARIOS: dict[str, Scenario] = {
     "suspended while jobs wait, longer than their TTL": lambda queues: dict(
         [enqueue(queues["default"], "suspends", suspend_workers)]
         + [enqueue(queues["default"], f"waits-{n}", multiply, n, n) for n in range(3)]
+    ),
+    "a drain, seen by each job as it runs": lambda queues: dict(
+        [
+            enqueue(queues["low"], "looks-low", look_while_running, 0),
+            enqueue(queues["high"], "looks-high", look_while_running, 0),
+        ]
+        + [enqueue(queues["default"], f"looks-{n}", look_while_running, 0) for n in range(3)]
     ),
     "a long job behind a quick one (its TTL, the worker's record)": lambda queues: dict(
         [
@@ -342,7 +342,7 @@ def test_a_job_stopped_while_it_runs_leaves_the_state_rqs_own_code_leaves(app: F
 
 
 def test_a_job_stopped_before_it_began_leaves_the_state_rqs_own_code_leaves(app: Flask, client: FlaskClient) -> None:
-    """On the fast path the job waits in its worker's batch, marked started; on RQ's own, in its queue."""
+    """The job waits in its queue, and is canceled there."""
 
     def scenario() -> dict[str, str]:
         running, waiting = submit(client, x=1, y=1, delay=1), submit(client, x=2, y=2)
@@ -371,7 +371,7 @@ def test_a_job_handed_back_at_a_sigterm_leaves_the_state_rqs_own_code_leaves(app
         signal.signal(signal.SIGINT, previous[1])
 
 
-def kill_mid_batch(app: Flask, tmp_path: Path, fast: str) -> dict[str, object]:
+def kill_mid_drain(app: Flask, tmp_path: Path, fast: str) -> dict[str, object]:
     """Quick tasks, a slow one and more behind it; the worker killed while the slow one runs, then a fresh one."""
     client, redis = app.test_client(), app.extensions["redis"]
     clean(app)
@@ -393,32 +393,30 @@ def kill_mid_batch(app: Flask, tmp_path: Path, fast: str) -> dict[str, object]:
         stop_process(fresh)
     maintain_past_every_ttl(redis)
     state = observe(redis, labels)
-    state["readers"]["workers"] = []  # type: ignore[index]  # the killed worker's record, expired or not (see below)
+    state["readers"]["workers"] = []  # type: ignore[index]  # the killed worker's record, expired or not
     return state
 
 
-def test_a_worker_killed_mid_batch_leaves_the_state_rqs_own_code_leaves(app: Flask, tmp_path: Path) -> None:
-    """SIGKILL of a worker (supervisor and process) while a slow job runs behind quick ones (in a batch, on the fast
-    path), then a fresh worker: every task ends once, and the state after RQ's maintenance is the same both ways.
-    Only the dead worker's own record differs meanwhile: on the fast path it never counted the successes it had
-    not yet recorded (their RQ records are written from their rows by the next worker's watchman)."""
-    assert kill_mid_batch(app, tmp_path, "on") == kill_mid_batch(app, tmp_path, "off")
+def test_a_worker_killed_mid_drain_leaves_the_state_rqs_own_code_leaves(app: Flask, tmp_path: Path) -> None:
+    """SIGKILL of a worker (supervisor and process) while a slow job runs behind quick ones, then a fresh worker:
+    every task ends once, and the state after RQ's maintenance is the same both ways."""
+    assert kill_mid_drain(app, tmp_path, "on") == kill_mid_drain(app, tmp_path, "off")
 
 
 def test_a_reply_lost_mid_round_trip_leaves_the_state_rqs_simple_worker_leaves(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The reply to the round trip that records a success and claims the next batch is lost after Redis ran it:
-    nothing is recorded twice, and the jobs claimed, never started, go back to their queue (the watchmen's sweeps)
-    and run once. Two workers run one after the other, for RQ's too; the dead workers' own records (how many jobs
-    each ran) are left out."""
+    """The reply to the round trip that records a success and starts the next job is lost after Redis ran it: the
+    worker quits, nothing is recorded twice, and the job it started goes back to its queue once its liveness mark has
+    expired (a watchman's sweep) and runs once. Two workers run one after the other, for RQ's too; the dead workers'
+    own records (how many jobs each ran) are left out."""
     lost: list[bool] = []
     execute = Scripts.execute
 
     def reply_lost(pipeline: Any, calls: dict) -> list:
         replies = execute(pipeline, calls)
         sent = {script.script for script, _, _ in calls.values()}
-        if not lost and {scripts.FINISH, scripts.CLAIM} <= sent:
+        if not lost and {scripts.FINISH, scripts.TAKE} <= sent:
             lost.append(True)
             raise RedisConnectionError("the connection dropped before the reply came")
         return replies
@@ -430,15 +428,25 @@ def test_a_reply_lost_mid_round_trip_leaves_the_state_rqs_simple_worker_leaves(
         def work(self, **options: Any) -> None:
             first = self.make()
             first.work(**options)
+            app.extensions["redis"].delete(f"{ALIVE_PREFIX}{first.name}")  # as once the liveness period is over
             with app.app_context():
                 for _ in range(2):
                     Watchman(app, first).sweep()
             self.make().work(**options)
 
-    scenario = SCENARIOS["several successes and priorities"]
+    def enqueue_task(queue: Queue, label: str, *args: Any) -> tuple[str, str]:
+        """A job with a task's id (the watchman's sweep reads them), ordered as the labels are: a registry lists the
+        jobs of one score by id."""
+        return queue.enqueue(multiply, *args, job_id=str(uuid.UUID(int=labels.index(label)))).id, label
+
+    labels = sorted(["low", "high", *(f"quick-{n}" for n in range(5))])
+    scenario: Scenario = lambda queues: dict(  # noqa: E731
+        [enqueue_task(queues["low"], "low", 1, 2), enqueue_task(queues["high"], "high", 2, 3)]
+        + [enqueue_task(queues["default"], f"quick-{n}", n, n) for n in range(5)]
+    )
     theirs = play(app, scenario, lambda: OneAfterTheOther(rq_worker(app)))
     monkeypatch.setattr(Scripts, "execute", staticmethod(reply_lost))
-    ours = play(app, scenario, lambda: OneAfterTheOther(our_worker(app, batch=2)))
+    ours = play(app, scenario, lambda: OneAfterTheOther(our_worker(app)))
     for outcome in (ours, theirs):
         outcome[1]["keys"] = {key: value for key, value in outcome[1]["keys"].items() if key != "rq:worker:<id>"}
     assert (ours, bool(lost) or not isinstance(build_worker(app), FastWorker)) == (theirs, True)

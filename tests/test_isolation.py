@@ -126,11 +126,11 @@ def test_a_worker_process_killed_leaves_no_process_of_its_own_behind(app: Flask,
 
 
 @pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
-def test_jobs_a_dead_worker_finished_but_had_not_recorded_read_as_finished(app: Flask, worker_process) -> None:
+def test_jobs_finished_around_one_that_kills_its_worker_read_as_finished(app: Flask, worker_process) -> None:
     redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
-    suspend(redis)  # the jobs wait until all are queued, so that the worker takes them in ever larger batches
+    suspend(redis)  # the jobs wait until all are queued, and run in one drain
     quick = [submit_task(app, "multiply", x=n, y=2) for n in range(40)]
-    deadly = submit_task(app, "crash", x=1, y=1, crashes=1)  # kills its worker process as the batch runs
+    deadly = submit_task(app, "crash", x=1, y=1, crashes=1)  # kills its worker process amid the drain
     resume(redis)
     wait_for(lambda: all(row(app, task_id) for task_id in [*quick, deadly]), 60, "every task to end")
 

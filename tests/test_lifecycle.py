@@ -300,7 +300,7 @@ def test_a_delete_that_meets_the_task_ending_answers_409_and_changes_nothing(
 def test_a_delete_of_a_task_a_worker_has_not_begun_yet_asks_to_try_again(app: Flask, client: FlaskClient) -> None:
     task_id = submit(client, x=6, y=7)
     queue = app.extensions["queues"]["default"]
-    app.extensions["redis"].lmove(queue.key, queue.intermediate_queue_key)  # claimed by a worker, not started
+    app.extensions["redis"].lpop(queue.key)  # popped by a worker, not started yet
     response = client.delete(f"/tasks/{task_id}")
     assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
     assert response.json["error"] == f"task {task_id} is being handed to a worker: ask again in a moment"

@@ -1,4 +1,4 @@
-"""The worker's own take-and-finish protocol (worker.TAKE_JOB) leaves the state RQ's readers expect."""
+"""The worker's take-and-finish protocol (worker.FastWorker, scripts.py) leaves the state RQ's readers expect."""
 
 import os
 import signal
@@ -12,7 +12,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
-from rq.exceptions import StopRequested
 from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.results import Result as RQResult
@@ -20,11 +19,9 @@ from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
 import lifecycle
-import rqinternals
 from core import Result, db
-from recovery import Watchman
 from scripts import Scripts
-from tests.conftest import row, service_env, start_process, stop_process, submit, wait_for
+from tests.conftest import row, service_env, start_process, stop_process, submit, submit_task, wait_for
 from worker import FastWorker, build_worker
 
 
@@ -71,7 +68,7 @@ def test_a_running_and_a_finished_job_read_as_rq_writes_them(app: Flask, client:
 def test_a_job_taken_as_the_worker_stops_goes_back_to_the_front(app: Flask, client: FlaskClient, run_worker) -> None:
     queue = app.extensions["queues"]["default"]
     first, second = submit(client, x=1, y=2), submit(client, x=3, y=4)
-    # Finishing the first job takes the second; the worker then stops, as it would on SIGTERM.
+    # The worker stops after the first job, as it would on SIGTERM: the second is never taken.
     build_worker(app).work(burst=True, max_jobs=1, logging_level="WARNING")
 
     assert has_row(app, first) and not has_row(app, second)
@@ -128,31 +125,29 @@ def test_sigterm_amid_a_drain_stops_the_worker_and_loses_no_task(app: Flask, run
 
 
 def fast_worker(app: Flask) -> FastWorker:
-    """The app's worker, which takes jobs in batches: the fast path's (these tests skip with WORKER_FAST_PATH=off)."""
+    """The app's worker on its fast path (these tests skip with WORKER_FAST_PATH=off)."""
     worker = build_worker(app)
     if not isinstance(worker, FastWorker):
-        pytest.skip("batches are the fast path's")
+        pytest.skip("the fast path's own protocol")
     return worker
 
 
 def watch_while_working(app: Flask, look: Callable[[], object]) -> object:
-    """Run a burst worker that starts with a batch of 8, calling `look` in another thread once a job runs."""
+    """Run a burst worker, calling `look` in another thread once a job runs."""
     queue, seen = app.extensions["queues"]["default"], []
 
     def watch() -> None:
         wait_for(lambda: queue.started_job_registry.get_job_ids(), 10, "a job to start")
         seen.append(look())
 
-    worker = fast_worker(app)
-    worker._batch_size = 8
     watcher = threading.Thread(target=watch)
-    watcher.start()  # as after a run of quick jobs
-    worker.work(burst=True, logging_level="WARNING")
+    watcher.start()
+    build_worker(app).work(burst=True, logging_level="WARNING")
     watcher.join()
     return seen[0]
 
 
-def test_jobs_held_behind_a_long_one_go_back_to_their_queue(app: Flask, client: FlaskClient) -> None:
+def test_jobs_behind_a_running_one_wait_in_their_queue(app: Flask, client: FlaskClient) -> None:
     queue = app.extensions["queues"]["default"]
     long_one = submit(client, x=1, y=1, delay=2)
     quick = [submit(client, x=n, y=2) for n in range(5)]
@@ -162,7 +157,7 @@ def test_jobs_held_behind_a_long_one_go_back_to_their_queue(app: Flask, client: 
         return queue.started_job_registry.get_job_ids(), queue.get_job_ids()
 
     started, queued = watch_while_working(app, soon_after_the_long_one_began)
-    assert (started, queued) == ([long_one], quick)  # taken in one batch, given back while it ran
+    assert (started, queued) == ([long_one], quick)  # a job is started only as it begins
     assert all(has_row(app, task_id) for task_id in [long_one, *quick])
 
 
@@ -183,39 +178,39 @@ def test_a_job_finished_before_a_long_one_is_recorded_while_it_runs(app: Flask, 
     assert ttl > app.config["TASK_TIMEOUTS"]["multiply"]  # and its record outlives it
 
 
-def test_stopping_a_job_held_behind_another_cancels_it(app: Flask, client: FlaskClient) -> None:
-    running, held = submit(client, x=1, y=1, delay=1), submit(client, x=2, y=2)
+def test_a_job_queued_at_a_higher_priority_meanwhile_runs_next(app: Flask, client: FlaskClient) -> None:
+    """The worker looked at the head of the default queue as the running job began; a job queued in `high` since
+    runs before those."""
+    running = submit(client, x=1, y=1, delay=1)
+    waiting = [submit(client, x=n, y=2) for n in range(3)]
 
-    def stop_the_held_one() -> int:
-        assert fetch(app, held).get_status() == JobStatus.STARTED  # taken with the running one
-        return app.test_client().delete(f"/tasks/{held}").status_code
+    def submit_urgent() -> str:
+        return submit(app.test_client(), "/multiply?priority=high", x=9, y=9)
 
-    assert watch_while_working(app, stop_the_held_one) == 202
-    assert client.get(f"/multiply/{held}").json == {
-        "task_id": held,
-        "status": "canceled",
-        "params": {"x": 2.0, "y": 2.0, "delay": 0.0},
-        "error": "canceled on request before it started",
-    }
-    assert client.get(f"/multiply/{running}").json["status"] == "finished"
+    urgent = watch_while_working(app, submit_urgent)
+    order = sorted([running, urgent, *waiting], key=lambda task_id: fetch(app, task_id).started_at)
+    assert order == [running, urgent, *waiting]
 
 
-def test_jobs_held_by_a_suspended_worker_go_back_to_their_queue(app: Flask, client: FlaskClient) -> None:
-    redis, queue = app.extensions["redis"], app.extensions["queues"]["default"]
-    held = [submit(client, x=n, y=2) for n in range(3)]
-    worker = fast_worker(app)
-    worker.register_birth()
-    worker._round_trip(take=3)  # a batch taken, none of it begun yet
-    assert [fetch(app, task_id).get_status() for task_id in held] == [JobStatus.STARTED] * 3
-    suspend(redis)
+def test_two_workers_draining_one_queue_run_each_job_once(app: Flask, tmp_path: Path) -> None:
+    """Both look at the same head of the queue; each job is started by one of them, once."""
+    redis = app.extensions["redis"]
+    suspend(redis)  # the jobs wait until all are queued
+    task_ids = [submit_task(app, "multiply", x=n, y=2, delay=0.01) for n in range(300)]
+    workers = [start_process("worker", tmp_path / f"worker-{n}.log", **service_env()) for n in range(2)]
     try:
-        with pytest.raises(StopRequested):  # a burst worker stops while suspended; a worker waits
-            worker.check_for_suspension(burst=True)
-    finally:
+        wait_for(lambda: len(Worker.all(connection=redis)) == 2, 30, "both workers to start")
         resume(redis)
-        worker.register_death()
-    assert [fetch(app, task_id).get_status() for task_id in held] == [JobStatus.QUEUED] * 3
-    assert queue.get_job_ids() == held and queue.started_job_registry.get_job_ids() == []
+        wait_for(lambda: rows(app) == len(task_ids), 60, "every task to end")
+        wait_for(lambda: sum(worker.successful_job_count for worker in Worker.all(connection=redis)) == len(task_ids),
+                 10, "the workers' records to count every job once")  # fmt: skip
+        counts = [worker.successful_job_count for worker in Worker.all(connection=redis)]
+    finally:
+        for worker in workers:
+            stop_process(worker)
+    assert min(counts) > 0, "one worker drained the queue alone: the test proved nothing"
+    jobs = Job.fetch_many(task_ids, connection=redis, serializer=JSONSerializer)
+    assert [(job.get_status(), len(job.results())) for job in jobs] == [(JobStatus.FINISHED, 1)] * len(task_ids)
 
 
 def test_a_job_handed_back_goes_to_the_front_of_its_queue(app: Flask, client: FlaskClient) -> None:
@@ -230,16 +225,16 @@ def test_a_stop_that_comes_during_the_workers_round_trip_strands_no_job(
 ) -> None:
     first, second, third = [submit(client, x=n, y=2) for n in range(3)]
     worker = fast_worker(app)
-    start = FastWorker._start
+    started = FastWorker._started
 
-    def stopped_meanwhile(self, claimed: list, given: tuple | None = None) -> None:
-        if third in [task_id for _, task_id in claimed]:  # taken as the second ended
+    def stopped_meanwhile(self, candidates: tuple, *args: object) -> tuple:
+        taken = started(self, candidates, *args)
+        if taken[0].id == third:  # taken as the second's success is recorded
             self._stopped_job_id = second  # the second's stop arrives as that round trip returns
             os.kill(os.getpid(), signal.SIGUSR1)
-        start(self, claimed, given)
+        return taken
 
-    monkeypatch.setattr(FastWorker, "_start", stopped_meanwhile)
-    worker._batch_size = 2  # the first two taken together, the third when the second ends
+    monkeypatch.setattr(FastWorker, "_started", stopped_meanwhile)
     worker.work(burst=True, logging_level="WARNING")
     assert [row(app, task_id).status for task_id in (first, second, third)] == ["finished"] * 3
     assert app.extensions["queues"]["default"].started_job_registry.get_job_ids() == []
@@ -254,45 +249,6 @@ def test_a_result_kept_for_good_is_kept_as_rq_keeps_it(app: Flask, client: Flask
     assert (job.get_status(), job.return_value(), redis.ttl(job.key)) == (JobStatus.FINISHED, 42, -1)
     assert queue.finished_job_registry.get_job_ids() == [task_id]
     assert redis.zscore(queue.finished_job_registry.key, task_id) == float("inf")
-
-
-def claim_as_a_worker_that_dies(app: Flask, count: int) -> None:
-    """What a worker leaves when it dies, or loses its connection, between its CLAIM and its START."""
-    queues = [app.extensions["queues"][name] for name in ("high", "default", "low")]
-    keys = [rqinternals.PROVEN_LAYOUT["suspended"]]
-    for queue in queues:
-        keys += [queue.key, queue.intermediate_queue_key]
-    Scripts(app.extensions["redis"]).claim(keys, [count])
-
-
-def test_a_job_claimed_but_never_started_goes_back_to_its_queue_and_runs_once(
-    app: Flask, client: FlaskClient, run_worker
-) -> None:
-    queue = app.extensions["queues"]["default"]
-    task_id = submit(client, x=6, y=7)
-    claim_as_a_worker_that_dies(app, 1)
-    assert (queue.get_job_ids(), queue.intermediate_queue.get_job_ids()) == ([], [task_id])
-    watchman = Watchman(app, build_worker(app))
-    with app.app_context():
-        watchman.sweep()  # a worker may be between its claim and its start: left alone
-        assert queue.intermediate_queue.get_job_ids() == [task_id]
-        watchman.sweep()
-    assert (queue.get_job_ids(), queue.intermediate_queue.get_job_ids()) == ([task_id], [])
-    run_worker(app)
-    assert client.get(f"/multiply/{task_id}").json["result"] == 42
-
-
-def test_a_claimed_job_given_back_meanwhile_is_not_started(app: Flask, client: FlaskClient) -> None:
-    queue = app.extensions["queues"]["default"]
-    task_id = submit(client, x=6, y=7)
-    worker = fast_worker(app)
-    claim_as_a_worker_that_dies(app, 1)
-    intermediate = queue.intermediate_queue
-    Scripts(app.extensions["redis"]).unclaim([intermediate.key, queue.key, intermediate.get_first_seen_key(task_id)],
-                                             [task_id])  # fmt: skip
-    worker._start([(queue, task_id)])  # the claiming worker's start, come late
-    assert (list(worker._held), queue.get_job_ids()) == ([], [task_id])
-    assert fetch(app, task_id).get_status() == JobStatus.QUEUED
 
 
 def test_a_success_whose_round_trip_reply_was_lost_is_recorded_once(
