@@ -22,14 +22,15 @@ from redis.exceptions import NoScriptError
 # queued (and taken off its queue, where a watchman may have put it back since: RELIST).
 # KEYS: worker, suspended, the candidates' started registry, the queues, then per candidate its hash, its new
 # execution's hash and its executions registry. ARGV: worker name, the take's stamp as RQ writes it and as a timestamp,
-# the candidates' queue (its index among the queues), the number of queues, given (1 or 0), then per candidate its id
-# and a new execution id.
+# the candidates' queue (its index among the queues), the number of queues, given (1 or 0), the new execution's id,
+# then the candidates' ids.
 # Returns {index of the candidate started, its hash}; 0 when none is at the head (the worker looks again); -1 while
 # workers are suspended.
 TAKE = """
-local worker, stamp, now, from, queues, given = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local worker, stamp, now, from, queues, given, execution = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+  tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local function start(c)
-  local id, execution = ARGV[7 + 2 * c], ARGV[8 + 2 * c]
+  local id = ARGV[8 + c]
   local job_key, execution_key, executions_key = unpack(KEYS, 4 + queues + 3 * c, 6 + queues + 3 * c)
   local at = math.floor(tonumber(now))
   local timeout = tonumber(redis.call('HGET', job_key, 'timeout'))
@@ -48,14 +49,14 @@ local function start(c)
   return {c, redis.call('HGETALL', job_key)}
 end
 if given == '1' then
-  redis.call('LREM', KEYS[3 + from], 1, ARGV[7])
+  redis.call('LREM', KEYS[3 + from], 1, ARGV[8])
   -- gone, canceled, or put back and started by another worker meanwhile
   if redis.call('HGET', KEYS[4 + queues], 'status') ~= 'queued' then return 0 end
   return start(0)
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local candidates = {}
-for c = 0, (#ARGV - 6) / 2 - 1 do candidates[ARGV[7 + 2 * c]] = c end
+for c = 0, #ARGV - 8 do candidates[ARGV[8 + c]] = c end
 for q = 1, queues do
   while true do
     local head = redis.call('LINDEX', KEYS[3 + q], 0)

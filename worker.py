@@ -303,7 +303,7 @@ class FastWorker(AppWorker):
                 finishes = [Scripts.call(pipeline, calls, self.scripts.finish, keys, args)
                             for _, _, keys, args in unrecorded]  # fmt: skip
                 if take and self._candidates is not None:
-                    keys, args, executions, took_at = self._take_arguments(given)
+                    keys, args, execution_id, took_at = self._take_arguments(given)
                     taking = Scripts.call(pipeline, calls, self.scripts.take, keys, args)
                 if take:
                     for queue in self.queues:
@@ -328,25 +328,24 @@ class FastWorker(AppWorker):
         if replies[taking] == -1:  # workers are suspended: wait as RQ's worker waits (a burst worker stops)
             super().check_for_suspension(self.burst)
             return None
-        return self._started(candidates, executions, took_at, *replies[taking])
+        return self._started(candidates, execution_id, took_at, *replies[taking])
 
-    def _take_arguments(self, given: bool) -> tuple[list[str], list[Any], list[str], datetime]:
-        """TAKE's keys and arguments for the candidates, the new executions' ids, and the take's stamp."""
+    def _take_arguments(self, given: bool) -> tuple[list[str], list[Any], str, datetime]:
+        """TAKE's keys and arguments for the candidates, the new execution's id, and the take's stamp."""
         assert self._candidates is not None
         index, ids = self._candidates
-        took_at = now()
-        executions = [uuid.uuid4().hex for _ in ids]
+        took_at, execution_id = now(), uuid.uuid4().hex
         keys = [self.key, rqinternals.PROVEN_LAYOUT["suspended"], self.queues[index].started_job_registry.key]
         keys += [queue.key for queue in self.queues]
-        args = [self.name, utcformat(took_at), repr(took_at.timestamp()), index + 1, len(self.queues), int(given)]
-        for job_id, execution_id in zip(ids, executions, strict=True):
+        for job_id in ids:
             names = {"job": job_id, "execution": execution_id}
             keys += [template.format(**names) for template in TAKE_KEYS]
-            args += [job_id, execution_id]
-        return keys, args, executions, took_at
+        args = [self.name, utcformat(took_at), repr(took_at.timestamp()), index + 1, len(self.queues), int(given),
+                execution_id, *ids]  # fmt: skip
+        return keys, args, execution_id, took_at
 
     def _started(
-        self, candidates: tuple[int, list[str]], executions: list[str], took_at: datetime, index: int, fields: list
+        self, candidates: tuple[int, list[str]], execution_id: str, took_at: datetime, index: int, fields: list
     ) -> tuple[Job, Queue]:
         """The job TAKE started, read from the hash it returned, with its execution."""
         queue, job_id = self.queues[candidates[0]], candidates[1][index]
@@ -355,7 +354,7 @@ class FastWorker(AppWorker):
         del hash_[b"started_at"], hash_[b"last_heartbeat"]  # the take's own stamp: no need to parse it back
         job.restore(hash_)
         job.started_at = job.last_heartbeat = took_at
-        self.execution = Execution(executions[index], job.id, self.connection, self.name)
+        self.execution = Execution(execution_id, job.id, self.connection, self.name)
         self.execution.created_at = self.execution.last_heartbeat = took_at
         rqinternals.mark_busy(self)
         return job, queue
