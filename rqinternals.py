@@ -67,7 +67,7 @@ def fast_path_refusal(connection: Redis) -> str | None:
 
 
 def perform_taken(job: Job) -> Any:
-    """Job.perform without its PERSIST, which the fast path's START did: the job is what rq.get_current_job() reads
+    """Job.perform without its PERSIST, which the fast path's TAKE did: the job is what rq.get_current_job() reads
     while its function runs, and its return value is kept where RQ's worker reads it."""
     rq.job._job_stack.push(job)
     try:
@@ -89,6 +89,11 @@ def mark_busy(worker: BaseWorker) -> None:
 def stopped_job_id(worker: BaseWorker) -> str | None:
     """The job RQ's stop-job command named (rq.command.handle_stop_job_command sets it)."""
     return worker._stopped_job_id
+
+
+def stop_on_begin(worker: BaseWorker, job_id: str) -> None:
+    """Name the job RQ's stop-job command stops, before it runs (RQ's own handler names only the running job)."""
+    worker._stopped_job_id = job_id
 
 
 def stop_taking_jobs(worker: BaseWorker) -> None:

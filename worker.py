@@ -22,6 +22,7 @@ from flask import Flask
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, Retry, SimpleWorker
+from rq.command import parse_payload
 from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -56,6 +57,7 @@ PEEK = 8
 # Set while a job's own code runs: only then may a stop or a hand-back (SIGUSR1) interrupt it. Raised in the middle
 # of the worker's bookkeeping, it stranded the jobs that round trip had just taken.
 PERFORMING = threading.Event()
+INTERRUPT_AGAIN_SECONDS = 0.05  # how often a stop or a hand-back signals a job that has not taken it yet
 
 
 class GatedJob(Job):
@@ -96,11 +98,11 @@ class AppWorker(SimpleWorker):
         self.watchman = Watchman(app, self)
         self.stop_signalled = False
         self.handing_back = False
+        self._hand_back_armed_for: Job | None = None
         self.retiring = False
         self.log_result_lifespan = False
         self._memory_checked_at = float("-inf")
         self._running_job: Job | None = None
-        self._running_since = float("inf")
 
     def work(self, *args, **kwargs) -> bool:
         signal.signal(signal.SIGUSR1, self._interrupt_job)
@@ -127,12 +129,14 @@ class AppWorker(SimpleWorker):
 
     def _run(self, job: Job | None) -> None:
         """The one place that says which job runs now (None: none): this worker's own record, which its readers
-        (RQ's current job, the watchman's liveness mark, the releaser) ask, and its copy for the supervisor."""
-        self._running_job, self._running_since = job, time.monotonic() if job is not None else float("inf")
+        (RQ's current job, the watchman's liveness mark) ask, and its copy for the supervisor."""
+        self._running_job = job
         self.running_job.set(job.id if job is not None else "")
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         self._run(job)
+        if self.stop_signalled:  # SIGTERM came as the job was being taken: it gets the grace period too
+            self._arm_hand_back(job)
         try:
             self._execute_job(job, queue)
         finally:
@@ -197,10 +201,8 @@ class AppWorker(SimpleWorker):
         if self.stop_signalled:
             return
         self.stop_signalled = True
-        if self._running_job is not None:
-            timer = threading.Timer(self.app.config["WORKER_SHUTDOWN_GRACE"], self._hand_back)
-            timer.daemon = True
-            timer.start()
+        if (job := self._running_job) is not None:
+            self._arm_hand_back(job)
         try:
             super().request_stop(signum, frame)
         except StopRequested:
@@ -213,17 +215,33 @@ class AppWorker(SimpleWorker):
         if signum != signal.SIGTERM:
             super().request_force_stop(signum, frame)
 
-    def _hand_back(self) -> None:
-        if self._running_job is not None:
+    def _arm_hand_back(self, job: Job) -> None:
+        """Hand the job back to its queue if it still runs once the shutdown grace is over."""
+        if self._hand_back_armed_for is not job:
+            self._hand_back_armed_for = job
+            timer = threading.Timer(self.app.config["WORKER_SHUTDOWN_GRACE"], self._hand_back, [job])
+            timer.daemon = True
+            timer.start()
+
+    def _hand_back(self, job: Job) -> None:
+        if self._running_job is job:
             self.handing_back = True
-            os.kill(os.getpid(), signal.SIGUSR1)
+            self._interrupt_until_over(job)
 
     def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """Stop the running job (RQ's stop-job command): with no work horse, interrupt this process."""
-        os.kill(os.getpid(), signal.SIGUSR1)  # handled in the main thread, which runs the job
+        if (job := self._running_job) is not None:
+            threading.Thread(target=self._interrupt_until_over, args=[job], name="stop", daemon=True).start()
+
+    def _interrupt_until_over(self, job: Job) -> None:
+        """Signal the main thread, which runs the job, until the job is over: a signal that comes before the job's
+        code has begun, or after it has returned, is ignored (_interrupt_job)."""
+        while self._running_job is job:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(INTERRUPT_AGAIN_SECONDS)
 
     def _interrupt_job(self, signum: int, frame: FrameType | None) -> None:
-        if not PERFORMING.is_set():  # the job's own code has returned: what follows is bookkeeping, a round trip
+        if not PERFORMING.is_set():  # the job's own code has not begun, or has returned: what follows is bookkeeping
             return
         if (stopped := rqinternals.stopped_job_id(self)) is not None and stopped == self.get_current_job_id():
             raise JobStopped(f"task {stopped} stopped on request")
@@ -358,6 +376,18 @@ class FastWorker(AppWorker):
         self.execution.created_at = self.execution.last_heartbeat = took_at
         rqinternals.mark_busy(self)
         return job, queue
+
+    def handle_payload(self, message: dict) -> None:
+        """RQ's; and a stop for a job this worker has marked started (TAKE) but not begun yet ends it as it begins:
+        RQ's own handler ignores a stop for any job but the running one, and RQ's worker marks a job started only
+        once it runs it."""
+        payload = parse_payload(message)
+        job_id = payload.get("job_id")
+        if payload.get("command") == "stop-job" and job_id and job_id != self.get_current_job_id():
+            status, worker = self.connection.hmget(Job.key_for(job_id), "status", "worker_name")
+            if (status, worker) == (JobStatus.STARTED.value.encode(), self.name.encode()):
+                rqinternals.stop_on_begin(self, job_id)
+        super().handle_payload(message)
 
     def _execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job. The worker stays busy, locally too, until its next dequeue finds every queue empty:

@@ -19,6 +19,7 @@ from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
 import lifecycle
+import rqinternals
 from core import Result, db
 from scripts import Scripts
 from tests.conftest import row, service_env, start_process, stop_process, submit, submit_task, wait_for
@@ -238,6 +239,51 @@ def test_a_stop_that_comes_during_the_workers_round_trip_strands_no_job(
     worker.work(burst=True, logging_level="WARNING")
     assert [row(app, task_id).status for task_id in (first, second, third)] == ["finished"] * 3
     assert app.extensions["queues"]["default"].started_job_registry.get_job_ids() == []
+
+
+def test_a_stop_for_a_job_being_taken_stops_it_as_it_begins(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job reads started, by this worker, from its take on: a DELETE then is a stop RQ's own handler would ignore
+    (the worker runs no job yet)."""
+    task_id = submit(client, x=6, y=7)
+    worker = fast_worker(app)
+    started = FastWorker._started
+
+    def stopped_as_taken(self, *args: object) -> tuple:
+        taken = started(self, *args)
+        assert app.test_client().delete(f"/tasks/{task_id}").status_code == 202
+        wait_for(lambda: rqinternals.stopped_job_id(self) == task_id, 10, "the worker to hear of the stop")
+        return taken
+
+    monkeypatch.setattr(FastWorker, "_started", stopped_as_taken)
+    worker.work(burst=True, logging_level="WARNING")
+    assert row(app, task_id).status == "stopped"
+
+
+def test_a_sigterm_as_a_job_is_taken_gives_that_job_the_grace_period(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM between taking a job and running it: the job is run, and handed back once the grace is over."""
+    app.config["WORKER_SHUTDOWN_GRACE"] = 0
+    long_one, behind = submit(client, x=1, y=1, delay=3), submit(client, x=2, y=2)
+    worker = build_worker(app)
+    dequeue = worker.dequeue_job_and_maintain_ttl
+
+    def signalled_as_taken(*args: object, **kwargs: object) -> tuple | None:
+        taken = dequeue(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before the job runs
+        return taken
+
+    monkeypatch.setattr(worker, "dequeue_job_and_maintain_ttl", signalled_as_taken)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
+    assert not has_row(app, long_one) and fetch(app, long_one).get_status() == JobStatus.QUEUED
+    assert app.extensions["queues"]["default"].get_job_ids() == [long_one, behind]
 
 
 def test_a_result_kept_for_good_is_kept_as_rq_keeps_it(app: Flask, client: FlaskClient, run_worker) -> None:
