@@ -281,16 +281,20 @@ class FastWorker(AppWorker):
         super().teardown()
 
     def check_for_suspension(self, burst: bool) -> None:
-        """As RQ does, at most once a second; the last job's success is recorded first, rather than wait through the
-        suspension."""
+        """As RQ does, at most once a second (TAKE itself starts nothing while workers are suspended)."""
         if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_SECONDS:
             return
         if is_suspended(self.connection, self):
-            self._round_trip()
-            if self.get_state() == WorkerStatus.BUSY:  # busy from its last job: RQ's worker is idle after each
-                self.set_state(WorkerStatus.IDLE)
-        super().check_for_suspension(burst)
+            self._wait_while_suspended()
         self._suspension_checked_at = time.monotonic()
+
+    def _wait_while_suspended(self) -> None:
+        """Record the last job's success, rather than leave it reading started through the suspension, and wait as
+        RQ's worker waits, idle (a burst worker stops)."""
+        self._round_trip()
+        if self.get_state() == WorkerStatus.BUSY:  # busy from its last job: RQ's worker is idle after each
+            self.set_state(WorkerStatus.IDLE)
+        super().check_for_suspension(self.burst)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
@@ -343,8 +347,8 @@ class FastWorker(AppWorker):
         )
         if candidates is None or replies[taking] == 0:
             return None
-        if replies[taking] == -1:  # workers are suspended: wait as RQ's worker waits (a burst worker stops)
-            super().check_for_suspension(self.burst)
+        if replies[taking] == -1:  # workers are suspended
+            self._wait_while_suspended()
             return None
         return self._started(candidates, execution_id, took_at, *replies[taking])
 

@@ -85,9 +85,10 @@ def look_while_running(seconds: float) -> None:
     SEEN.append(observe(get_current_job().connection, {}))
 
 
-def suspend_workers() -> None:
+def suspend_workers(wait: bool = True) -> None:
     suspend(get_current_job().connection)
-    time.sleep(SUSPENSION_CHECK_SECONDS + 0.2)  # `rq suspend` takes effect within that on our worker
+    if wait:  # our worker's own check then sees it (it looks at most once a second); else its next take does
+        time.sleep(SUSPENSION_CHECK_SECONDS + 0.2)
 
 
 # What is compared.
@@ -286,6 +287,10 @@ SCENARIOS: dict[str, Scenario] = {
             enqueue(queues["high"], "looks-high", look_while_running, 0),
         ]
         + [enqueue(queues["default"], f"looks-{n}", look_while_running, 0) for n in range(3)]
+    ),
+    "suspended as the next job is taken": lambda queues: dict(
+        [enqueue(queues["default"], "suspends", suspend_workers, False)]
+        + [enqueue(queues["default"], f"waits-{n}", multiply, n, n) for n in range(2)]
     ),
     "a long job behind a quick one (its TTL, the worker's record)": lambda queues: dict(
         [
