@@ -41,10 +41,10 @@ endif
 	@echo
 	@echo "  API docs:  http://$(HOST):$(PORT)/docs   (the models: http://$(HOST):$(PORT)/models)"
 	@echo "  Dashboard: http://$(HOST):$(PORT)/rq     (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
-	@echo "  Ctrl-C stops web and worker."
+	@echo "  Ctrl-C stops web, worker and clock."
 	@echo
 # Job control (set -m) gives honcho the terminal: Ctrl-C reaches it alone, not make, and its 130 is a stop.
-	set -m; PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker || [ $$? -eq 130 ]
+	set -m; PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" honcho start web worker clock || [ $$? -eq 130 ]
 
 lint: $(VENV)/installed
 	ruff check .

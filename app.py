@@ -37,6 +37,7 @@ from werkzeug.wrappers import Response
 import catalog
 import cli
 import lifecycle
+import sweeps
 from catalog import Model
 from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, load_settings, task_timeouts
 from dashboard import mount_dashboard
@@ -50,8 +51,20 @@ from schemas import (
     ModelList,
     Outcome,
     PendingOrUnknown,
+    ScheduleList,
+    SchedulePath,
+    ScheduleRequest,
+    ScheduleView,
     SubmitHeaders,
     SubmitQuery,
+    SweepAccepted,
+    SweepCanceled,
+    SweepPath,
+    SweepPending,
+    SweepPendingOrUnknown,
+    SweepQuery,
+    SweepRequest,
+    SweepTable,
     TaskAccepted,
     TaskList,
     TaskPath,
@@ -205,6 +218,66 @@ def cancel_task(path: TaskPath):
     """200 with the task canceled; 202 while the worker stops a running one (it ends `stopped`); 409 once ended."""
     view = lifecycle.cancel(path.task_id)
     return view.model_dump(mode="json"), 200 if view.status == "canceled" else 202
+
+
+SWEEP_TAG = [Tag(name="sweeps", description="a model run over a grid of parameters, gathered into one table")]
+SCHEDULE_TAG = [Tag(name="schedules", description="a model run on a clock (cron, UTC) by the clock process")]
+
+
+@api.post("/sweeps", tags=SWEEP_TAG, summary="Run a model over a grid of parameters",
+          responses={202: SweepAccepted, **SUBMIT_ERRORS})  # fmt: skip
+def submit_sweep(query: SubmitQuery, header: SubmitHeaders, body: SweepRequest):
+    """One run per combination of the grid's values, each an ordinary task; every run is validated first, and
+    accepted (recorded and queued) with the others or not at all. 202 at once with the sweep's id."""
+    sweep_id = sweeps.submit_sweep(body, query.priority, header.idempotency_key)
+    return SweepAccepted(sweep_id=sweep_id).model_dump(mode="json"), 202, {"Location": f"/sweeps/{sweep_id}"}
+
+
+@api.get("/sweeps/<uuid:sweep_id>", tags=SWEEP_TAG, summary="A sweep's table of results",
+         responses={200: SweepTable, 404: SweepPendingOrUnknown, 400: ErrorBody})  # fmt: skip
+def get_sweep(path: SweepPath, query: SweepQuery):
+    """200 with every run's outcome in grid order once all have ended (`?format=csv`: as text/csv); 404 with its
+    progress until then, or with an error for an unknown id."""
+    found = sweeps.find_sweep(path.sweep_id)
+    if isinstance(found, SweepPending):
+        return found.model_dump(mode="json"), 404, {"Retry-After": POLL_AGAIN_SECONDS, "Cache-Control": "no-store"}
+    if query.format == "csv":
+        return Response(sweeps.sweep_csv(found), mimetype="text/csv")
+    return found.model_dump(mode="json", exclude_unset=True)
+
+
+@api.delete("/sweeps/<uuid:sweep_id>", tags=SWEEP_TAG, summary="Cancel or stop every run that has not ended",
+            responses={202: SweepCanceled, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})  # fmt: skip
+def cancel_sweep(path: SweepPath):
+    """202 with how many runs were canceled and how many are stopping; 409 once every run has ended."""
+    return SweepCanceled.model_validate(sweeps.cancel_sweep(path.sweep_id)).model_dump(mode="json"), 202
+
+
+@api.post("/schedules", tags=SCHEDULE_TAG, summary="Run a model on a clock",
+          responses={201: ScheduleView, 400: ErrorBody, 413: ErrorBody})  # fmt: skip
+def create_schedule(body: ScheduleRequest):
+    """The clock process queues a task of the model with these parameters each time the cron expression comes due
+    (UTC); a time missed while no clock ran is run once."""
+    schedule = sweeps.create_schedule(body)
+    return schedule.model_dump(mode="json"), 201, {"Location": f"/schedules/{schedule.schedule_id}"}
+
+
+@api.get("/schedules", tags=SCHEDULE_TAG, summary="Every schedule", responses={200: ScheduleList})
+def list_schedules():
+    return ScheduleList(schedules=sweeps.list_schedules()).model_dump(mode="json")
+
+
+@api.get("/schedules/<uuid:schedule_id>", tags=SCHEDULE_TAG, summary="One schedule, with its recent runs",
+         responses={200: ScheduleView, 404: ErrorBody})  # fmt: skip
+def get_schedule(path: SchedulePath):
+    return sweeps.find_schedule(path.schedule_id).model_dump(mode="json")
+
+
+@api.delete("/schedules/<uuid:schedule_id>", tags=SCHEDULE_TAG, summary="Delete a schedule (its runs stay)",
+            responses={204: None, 404: ErrorBody})  # fmt: skip
+def delete_schedule(path: SchedulePath):
+    sweeps.delete_schedule(path.schedule_id)
+    return "", 204
 
 
 @api.get(

@@ -1,36 +1,40 @@
-"""The operator CLI, `flask tasks ...`: submit a task and watch it to the end, list and requeue failed
-tasks, prune old ones.
+"""The operator CLI, `flask tasks ...`: submit a task and watch it to the end, run a sweep and print its table,
+list schedules, list and requeue failed tasks, prune old ones.
 
-Imports core, schemas and lifecycle; every command runs in the app context the flask CLI provides.
+Imports core, schemas, lifecycle and sweeps; every command runs in the app context the flask CLI provides.
 """
 
+import csv
+import io
 import json
 import logging
 import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult, delete, select
 from werkzeug.exceptions import BadRequest, HTTPException
 
 import lifecycle
-from core import QUEUE_NAMES, IdempotencyKey, Result, Task, db
-from schemas import PRIORITIES, TERMINAL_STATUSES
+import sweeps
+from core import QUEUE_NAMES, IdempotencyKey, Result, Sweep, Task, db
+from schemas import PRIORITIES, TERMINAL_STATUSES, SweepPending, SweepRequest
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
 AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 POLL_SECONDS = 0.25
 SHORT_RESULT_CHARS = 300  # a result up to this long is printed whole, as JSON
 BRIEF_CHARS = 60
+CELL_CHARS = 24  # a sweep table's columns are at most this wide on screen (the CSV has them whole)
 
-tasks_group = AppGroup("tasks", help="Submit and watch tasks, list and requeue failed ones, prune old ones.")
+tasks_group = AppGroup("tasks", help="Submit and watch tasks and sweeps, list schedules, requeue failed tasks, prune.")
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -132,6 +136,76 @@ def summarize(result: Any) -> list[str]:
     return [_brief(result)]
 
 
+def _parse_grid(items: tuple[str, ...]) -> dict[str, list[object]]:
+    grid: dict[str, list[object]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE,VALUE,...", param_hint="--grid")
+        try:
+            grid[key] = [json.loads(value) for value in values.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"the values of {key!r} must be JSON values, e.g. 1.5,2,2.5",
+                                     param_hint="--grid") from None  # fmt: skip
+    return grid
+
+
+@tasks_group.command("sweep")
+@click.argument("model_name", metavar="MODEL")
+@click.argument("params", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A parameter and its values (repeat for more; the last varies fastest).")  # fmt: skip
+@click.option("--priority", type=click.Choice(PRIORITIES), default="default", show_default=True)
+@click.option("--csv", "csv_file", type=click.File("w"), help="Write the table as CSV to this file too.")
+def sweep_command(model_name: str, params: tuple[str, ...], grid: tuple[str, ...], priority: str,
+                  csv_file: TextIO | None) -> None:  # fmt: skip
+    """Run MODEL over a grid of parameters (KEY=VALUE: the base parameters of every run), follow the runs with a
+    progress bar and print the table, e.g. `flask tasks sweep simulation days=120 --grid r0=1.5,2.5 --grid
+    infectious_days=5,7`."""
+    logging.getLogger().setLevel(logging.WARNING)
+    body = SweepRequest(model=model_name, params=_parse_params(params), grid=_parse_grid(grid))
+    try:
+        sweep_id = sweeps.submit_sweep(body, priority)
+    except BadRequest as exc:
+        raise click.UsageError(cast(str, exc.description)) from None
+    except HTTPException as exc:
+        raise click.ClickException(cast(str, exc.description)) from None
+    found = sweeps.find_sweep(sweep_id)
+    total = found.progress.total if isinstance(found, SweepPending) else len(found.runs)
+    click.echo(f"sweep {sweep_id} queued: {total} runs; its table will be at /sweeps/{sweep_id}")
+    with click.progressbar(length=total, label="runs ended", show_percent=True, show_eta=False) as bar:
+        while isinstance(found, SweepPending):
+            bar.update(found.progress.ended - bar.pos)
+            time.sleep(POLL_SECONDS)
+            db.session.commit()  # end the snapshot, so the next look sees the workers' writes
+            found = sweeps.find_sweep(sweep_id)
+        bar.update(total - bar.pos)
+    table = sweeps.sweep_csv(found)
+    rows = list(csv.reader(io.StringIO(table)))
+    widths = [min(max(len(row[column]) for row in rows), CELL_CHARS) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(_clip(cell, width).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if csv_file is not None:
+        csv_file.write(table)
+    counts = ", ".join(f"{count} {status}" for status, count in found.counts.items() if count)
+    click.echo(f"sweep {sweep_id}: {counts}")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@tasks_group.command("schedules")
+def schedules_command() -> None:
+    """List the schedules (POST /schedules makes them; the clock process runs them)."""
+    schedules = sweeps.list_schedules()
+    for schedule in schedules:
+        last = schedule.last_run_at.isoformat() if schedule.last_run_at else "never"
+        click.echo(f"{schedule.schedule_id}  {schedule.model:12} {schedule.cron:16} "
+                   f"next {schedule.next_run_at.isoformat()}  last {last}  {json.dumps(schedule.params)}")  # fmt: skip
+    click.echo(f"{len(schedules)} schedule(s)")
+
+
 def _failed_jobs() -> list[Job]:
     queues = current_app.extensions["queues"]
     ids = [job_id for name in QUEUE_NAMES for job_id in queues[name].failed_job_registry.get_job_ids()]
@@ -182,6 +256,7 @@ def prune_command(age: str) -> None:
     ended = delete(Result).where(Result.ended_at < cutoff).returning(Result.task_id)
     task_ids = db.session.scalars(ended).all()
     db.session.execute(delete(Task).where(Task.task_id.in_(task_ids)))
+    db.session.execute(delete(Sweep).where(~select(Task.task_id).where(Task.sweep_id == Sweep.sweep_id).exists()))
     oldest_key = min(cutoff, datetime.now(UTC) - IDEMPOTENCY_KEY_MINIMUM_AGE)
     deleted = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < oldest_key))
     keys = cast(CursorResult[Any], deleted).rowcount  # a DELETE's result is a CursorResult

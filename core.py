@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import CheckConstraint, DateTime, Index, Text, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,6 +55,8 @@ class Task(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute a
     __table_args__ = (
         CheckConstraint("priority IN ('high', 'default', 'low')", name="tasks_priority"),
         Index("tasks_newest_first", "enqueued_at", "task_id"),
+        Index("tasks_of_a_sweep", "sweep_id", "sweep_index", unique=True),
+        Index("tasks_of_a_schedule", "schedule_id", "enqueued_at"),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -62,6 +64,9 @@ class Task(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute a
     priority: Mapped[str] = mapped_column(Text)
     params: Mapped[dict] = mapped_column(JSONB)
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sweep_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sweeps.sweep_id"))  # a run of a sweep, and
+    sweep_index: Mapped[int | None]  # its place in the sweep's grid
+    schedule_id: Mapped[uuid.UUID | None]  # a run of a schedule (kept after the schedule is deleted)
 
 
 class Result(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
@@ -79,6 +84,33 @@ class Result(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Sweep(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
+    """A model run over a grid of parameters: one task per combination (tasks.sweep_id)."""
+
+    __tablename__ = "sweeps"
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict] = mapped_column(JSONB)  # the base parameters
+    grid: Mapped[list] = mapped_column(JSONB)  # [[name, [values]], ...] in the order given
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Schedule(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
+    """A model run on a clock: the clock process queues a task (tasks.schedule_id) each time next_run_at comes."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("schedules_due", "next_run_at"),)
+
+    schedule_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict] = mapped_column(JSONB)
+    cron: Mapped[str] = mapped_column(Text)  # five fields, UTC
+    next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class IdempotencyKey(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
@@ -156,6 +188,7 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "RETRY_BACKOFF_SECONDS": _whole_number(environ, "RETRY_BACKOFF_SECONDS", 5, minimum=0),
         "RESULT_TTL": _whole_number(environ, "RESULT_TTL", 60, minimum=0),
         "MAX_QUEUE_DEPTH": _whole_number(environ, "MAX_QUEUE_DEPTH", 10_000),
+        "MAX_SWEEP_RUNS": _whole_number(environ, "MAX_SWEEP_RUNS", 1_000),
         "WORKER_LIVENESS_SECONDS": _whole_number(environ, "WORKER_LIVENESS_SECONDS", 20, minimum=4),
         "WORKER_SHUTDOWN_GRACE": _whole_number(environ, "WORKER_SHUTDOWN_GRACE", 25, minimum=0),
         "WORKER_FAST_PATH": _switch(environ, "WORKER_FAST_PATH", True),

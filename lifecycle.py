@@ -19,10 +19,11 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Callback
+from rq import Callback, Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
+from rq.queue import EnqueueData
 from rq.serializers import JSONSerializer
 from sqlalchemy import Select, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -44,17 +45,18 @@ def _redis() -> Redis:
     return current_app.extensions["redis"]
 
 
-def _fingerprint(body: Any, priority: str) -> str:
+def fingerprint(body: Any, priority: str) -> str:
     return hashlib.sha256(json.dumps({"params": body, "priority": priority}, sort_keys=True).encode()).hexdigest()
 
 
-def _claim_key(model: Model, key: str, fingerprint: str, task_id: uuid.UUID) -> uuid.UUID | None:
-    """Store an idempotency key for a new task; if it is taken, the task it names (same request) or 422."""
-    claim = insert(IdempotencyKey).values(endpoint=model.name, key=key, fingerprint=fingerprint, task_id=task_id)
+def claim_key(endpoint: str, key: str, fingerprint: str, new_id: uuid.UUID) -> uuid.UUID | None:
+    """Store an idempotency key for a new task (or sweep: its id is kept in task_id); if it is taken, the id it names
+    (same request) or 422."""
+    claim = insert(IdempotencyKey).values(endpoint=endpoint, key=key, fingerprint=fingerprint, task_id=new_id)
     # A concurrent request with the same key waits here until the first one commits or rolls back.
     if db.session.execute(claim.on_conflict_do_nothing().returning(IdempotencyKey.task_id)).scalar() is not None:
         return None
-    stored = db.session.get(IdempotencyKey, (model.name, key))
+    stored = db.session.get(IdempotencyKey, (endpoint, key))
     assert stored is not None  # the INSERT above met it
     earlier, same = stored.task_id, stored.fingerprint == fingerprint
     db.session.rollback()
@@ -63,19 +65,24 @@ def _claim_key(model: Model, key: str, fingerprint: str, task_id: uuid.UUID) -> 
     return earlier
 
 
-def enqueue(task: Task) -> None:
-    """Put an accepted task's job on its queue, under the task's id."""
-    current_app.extensions["queues"][task.priority].enqueue(
+def _job(task: Task) -> EnqueueData:
+    """What an accepted task's job is: its model run, under the task's id."""
+    return Queue.prepare_data(
         tasks.run_model,
         args=(str(task.task_id), task.type, task.params),
         job_id=str(task.task_id),
         description=f"{task.type} {task.task_id}",  # the dashboard shows it unescaped: never client data
         meta={"type": task.type},
-        job_timeout=current_app.config["TASK_TIMEOUTS"].get(task.type, current_app.config["MODEL_TIMEOUT"]),
+        timeout=current_app.config["TASK_TIMEOUTS"].get(task.type, current_app.config["MODEL_TIMEOUT"]),
         result_ttl=current_app.config["RESULT_TTL"],  # Postgres is the record; Redis keeps it briefly
         failure_ttl=current_app.config["FAILED_JOB_TTL"],
         on_failure=Callback(tasks.record_failure),
     )
+
+
+def enqueue(*batch: Task) -> None:
+    """Put accepted tasks' jobs on their queue (one priority), in one MULTI/EXEC: all of them or none."""
+    current_app.extensions["queues"][batch[0].priority].enqueue_many([_job(task) for task in batch])
 
 
 INSERT_TASK = insert(Task.__table__)
@@ -94,13 +101,9 @@ def submit(model: Model, body: Any, priority: str = "default", key: str | None =
         params = model.validate(body)
     except InvalidRequest as exc:
         raise BadRequest(str(exc)) from None
-    if current_app.extensions["queues"][priority].count >= current_app.config["MAX_QUEUE_DEPTH"]:
-        raise ServiceUnavailable(
-            f"the {priority} queue is full ({current_app.config['MAX_QUEUE_DEPTH']} tasks waiting); try again later",
-            retry_after=RETRY_FULL_QUEUE_SECONDS,
-        )
+    check_room(priority, 1)
     task_id = uuid.uuid4()
-    if key is not None and (earlier := _claim_key(model, key, _fingerprint(body, priority), task_id)):
+    if key is not None and (earlier := claim_key(model.name, key, fingerprint(body, priority), task_id)):
         log.info("task %s requested again with its idempotency key", earlier)
         return earlier
     task = Task(task_id=task_id, type=model.name, priority=priority, params=params)
@@ -108,33 +111,51 @@ def submit(model: Model, body: Any, priority: str = "default", key: str | None =
     # statement and its ORM bulk-insert path a tenth more.
     db.session.execute(INSERT_TASK, {"task_id": task_id, "type": task.type, "priority": priority,
                                      "params": task.params})  # fmt: skip
-    # The row and its idempotency key are committed once the job is queued: a duplicate request waits on the key
-    # until this one's outcome is known, and a refused request leaves nothing behind.
-    try:
-        enqueue(task)
-    except (RedisConnectionError, RedisTimeoutError) as fault:
-        # Sent or not, nobody can tell: Redis may run it when it wakes. The task is accepted all the same; its row
-        # decides, and the watchmen queue its job if it is not there (recovery.py), so it runs once either way.
-        log.warning("task %s: its job may not be queued (%s); the watchmen queue it if it is not", task_id, fault)
-    except Exception:
-        db.session.rollback()  # Redis refused it (out of memory): nothing was queued
-        raise
-    try:
-        db.session.commit()
-    except Exception:
-        _unqueue(task)  # a task that is not recorded must not run
-        raise
+    queue_and_commit([task])
     log.info("task %s accepted (%s, priority %s)", task_id, model.name, priority)
     return task_id
 
 
-def _unqueue(task: Task) -> None:
-    """Take back the job of a task whose row could not be written, unless a worker has taken it already."""
+def check_room(priority: str, tasks_: int) -> None:
+    """503 when the queue has no room for this many more tasks (MAX_QUEUE_DEPTH)."""
+    depth = current_app.config["MAX_QUEUE_DEPTH"]
+    if current_app.extensions["queues"][priority].count + tasks_ > depth:
+        raise ServiceUnavailable(
+            f"the {priority} queue is full ({depth} tasks waiting at most); try again later",
+            retry_after=RETRY_FULL_QUEUE_SECONDS,
+        )
+
+
+def queue_and_commit(batch: list[Task]) -> None:
+    """Queue the jobs of tasks whose rows this transaction inserted, then commit: every task is recorded and queued,
+    or none is. The rows and any idempotency key are committed once the jobs are queued: a duplicate request waits on
+    the key until this one's outcome is known, and a refused request leaves nothing behind."""
     try:
-        if _redis().lrem(current_app.extensions["queues"][task.priority].key, 0, str(task.task_id)):
-            _redis().delete(Job.key_for(str(task.task_id)))
-    except RedisError as fault:
-        log.error("task %s: its row could not be written, nor its job taken back: %s", task.task_id, fault)
+        enqueue(*batch)
+    except (RedisConnectionError, RedisTimeoutError) as fault:
+        # Sent or not, nobody can tell: Redis may run it when it wakes. The tasks are accepted all the same; their
+        # rows decide, and the watchmen queue a job that is not there (recovery.py), so each runs once either way.
+        log.warning("tasks %s: their jobs may not be queued (%s); the watchmen queue them if they are not",
+                    ", ".join(str(task.task_id) for task in batch[:3]) + (", ..." if len(batch) > 3 else ""),
+                    fault)  # fmt: skip
+    except Exception:
+        db.session.rollback()  # Redis refused them (out of memory): nothing was queued
+        raise
+    try:
+        db.session.commit()
+    except Exception:
+        _unqueue(batch)  # a task that is not recorded must not run
+        raise
+
+
+def _unqueue(batch: list[Task]) -> None:
+    """Take back the jobs of tasks whose rows could not be written, unless a worker has taken them already."""
+    for task in batch:
+        try:
+            if _redis().lrem(current_app.extensions["queues"][task.priority].key, 0, str(task.task_id)):
+                _redis().delete(Job.key_for(str(task.task_id)))
+        except RedisError as fault:
+            log.error("task %s: its row could not be written, nor its job taken back: %s", task.task_id, fault)
 
 
 def _fetch_jobs(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Job]:
@@ -179,6 +200,8 @@ def describe(task: Task | None, result: Result | None, job: Job | None) -> TaskV
         ended_at=result.ended_at if result else None,
         result_url=f"{result_path(name)}/{task_id}",
         error=result.error if result else None,
+        sweep_id=task.sweep_id if task else None,
+        schedule_id=task.schedule_id if task else None,
     )
 
 

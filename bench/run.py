@@ -33,6 +33,11 @@ DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", "2000"))
 SOAK_JOBS = int(os.environ.get("BENCH_SOAK_JOBS", "10000"))
 LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "5"))
 R_SAMPLES = int(os.environ.get("BENCH_R_SAMPLES", "20"))
+SWEEP_RUNS = int(os.environ.get("BENCH_SWEEP_RUNS", "200"))
+BIG_SWEEP_RUNS = 1000
+# A short run: a SEIR simulation of about 20 ms of one core (each run of the sweep draws its own seed).
+SWEEP_PARAMS = {"population": 100_000, "initial_infected": 10, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
+                "days": 100, "runs": 100}  # fmt: skip
 BASELINE_WORKER = ["rq", "worker", "-w", "rq.SimpleWorker", "-q", "--serializer", "rq.serializers.JSONSerializer",
                    "-u", REDIS, "baseline"]  # fmt: skip
 
@@ -86,7 +91,7 @@ def prepare_database() -> None:
 
 def reset() -> None:
     Redis.from_url(REDIS).flushdb()
-    sql("TRUNCATE results, tasks, idempotency_keys, bench_tasks, bench_rows")
+    sql("TRUNCATE results, tasks, sweeps, schedules, idempotency_keys, bench_tasks, bench_rows")
 
 
 def start(command: list[str], **env: str) -> subprocess.Popen:
@@ -324,6 +329,65 @@ def soak(jobs: int) -> tuple[float, float]:
     return early, late
 
 
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def run_sweep(base: str, body: dict) -> tuple[str, float]:
+    """POST a sweep and wait for its table; its id and the moment of its 202 (epoch seconds)."""
+    accepted = time.time()
+    sweep_id = requests.post(f"{base}/sweeps", json=body, timeout=30).json()["sweep_id"]
+    wait(lambda: requests.get(f"{base}/sweeps/{sweep_id}", timeout=10).status_code == 200, timeout=600)
+    return sweep_id, accepted
+
+
+def sweep_efficiency(runs: int) -> tuple[float, float]:
+    """Seconds from a sweep's 202 to its last run's end, on 2 idle workers; and the ideal: the sum of the runs' own
+    durations (from their rows, measured in this run) over the 2 workers."""
+    reset()
+    workers = [start(["python", "worker.py"]) for _ in range(2)]
+    redis = Redis.from_url(REDIS)
+    wait(lambda: redis.scard("rq:workers") == 2)
+    body = {"model": "simulation", "params": SWEEP_PARAMS, "grid": {"seed": list(range(runs))}}
+    try:
+        _, accepted = run_sweep(f"http://127.0.0.1:{ENV['BENCH_PORT']}", body)
+    finally:
+        for worker in workers:
+            stop(worker)
+    rows = sql("SELECT started_at, ended_at FROM results")
+    own = sum((ended - started).total_seconds() for started, ended in rows)
+    return max(ended for _, ended in rows).timestamp() - accepted, own / 2
+
+
+def big_sweep(runs: int, samples: int = 50) -> tuple[list[float], list[float], list[float]]:
+    """A sweep of `runs` multiplications on 2 workers: milliseconds of each of `samples` GETs of its table once
+    ended; the web processes' and the workers' resident memory (MB, the largest of each) before and after it."""
+    reset()
+    base = f"http://127.0.0.1:{ENV['BENCH_PORT']}"
+    workers = [start(["python", "worker.py"]) for _ in range(2)]
+    redis = Redis.from_url(REDIS)
+    wait(lambda: redis.scard("rq:workers") == 2)
+
+    def memory() -> list[float]:
+        web = max(rss_mb(pid) for pid in children(int(ENV["BENCH_WEB_PID"])))
+        return [web, max(rss_mb(worker_pid(worker)) for worker in workers)]
+
+    try:
+        before = memory()
+        sweep_id, _ = run_sweep(base, {"model": "multiply", "params": {"y": 2}, "grid": {"x": list(range(runs))}})
+        latencies = []
+        with requests.Session() as http:
+            for _ in range(samples):
+                started = time.perf_counter()
+                assert http.get(f"{base}/sweeps/{sweep_id}", timeout=10).status_code == 200
+                latencies.append(1000 * (time.perf_counter() - started))
+        after = memory()
+    finally:
+        for worker in workers:
+            stop(worker)
+    return latencies, before, after
+
+
 def spread(values: list[float]) -> str:
     digits = 2 if statistics.median(values) < 10 else 0  # CPU milliseconds need the decimals
     return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
@@ -370,11 +434,16 @@ def main() -> None:
         figures[f"{figure}, against RQ SimpleWorker"] = ([d[key] for d in ours], [d[key] for d in simple])
 
     web = serve("app:create_app()", web_port)
+    ENV["BENCH_WEB_PID"] = str(web.pid)
     try:
         lat = latency()
         r_service, r_bare = r_latency(R_SAMPLES)
+        sweeps = [sweep_efficiency(SWEEP_RUNS) for _ in range(RUNS)]
+        sweep_gets, memory_before, memory_after = big_sweep(BIG_SWEEP_RUNS)
     finally:
         stop(web)
+    sweep = f"sweep of {SWEEP_RUNS} short simulation runs on 2 workers: 202 to the last run's end (s), against the "
+    figures[sweep + "ideal (the runs' own durations summed, over 2)"] = ([s[0] for s in sweeps], [s[1] for s in sweeps])
     figures["R model POST → 200, a trivial model (ms), against a bare Rscript start-up"] = (r_service, r_bare)
     enkf = {size: [enkf_cost(*size) for _ in range(RUNS)] for size in ((300, 365), (2000, 730))}
     early, late = soak(SOAK_JOBS)
@@ -394,6 +463,13 @@ def main() -> None:
     lines.append(
         f"| one worker's memory after {SOAK_JOBS // 10:,} and {SOAK_JOBS:,} jobs (MB) | {early:.1f} → {late:.1f} | | |"
     )
+    sweep_gets.sort()
+    lines.append(
+        f"| GET of a finished {BIG_SWEEP_RUNS:,}-run sweep's table (ms) | p50 "
+        f"{statistics.median(sweep_gets):.1f}, p99 {sweep_gets[int(len(sweep_gets) * 0.99) - 1]:.1f} | | |"
+    )
+    web, worker = (f"{before:.1f} → {after:.1f}" for before, after in zip(memory_before, memory_after, strict=True))
+    lines.append(f"| memory across a {BIG_SWEEP_RUNS:,}-run sweep (MB): web process; worker | {web}; {worker} | | |")
     gap = statistics.median(r_service) - statistics.median(r_bare)
     lines.append(f"| R model POST → 200 minus a bare Rscript start-up, medians (ms) | {gap:.0f} | | |")
     for (ensemble, days), runs in enkf.items():

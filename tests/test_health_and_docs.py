@@ -58,6 +58,13 @@ def test_the_openapi_document_is_valid_and_covers_every_endpoint(app: Flask, cli
         ("/tasks", "get"),
         ("/tasks/{task_id}", "get"),
         ("/tasks/{task_id}", "delete"),
+        ("/sweeps", "post"),
+        ("/sweeps/{sweep_id}", "get"),
+        ("/sweeps/{sweep_id}", "delete"),
+        ("/schedules", "post"),
+        ("/schedules", "get"),
+        ("/schedules/{schedule_id}", "get"),
+        ("/schedules/{schedule_id}", "delete"),
         ("/health", "get"),
     }
     submit = document["paths"]["/multiply"]["post"]

@@ -1,0 +1,41 @@
+"""The clock: `python clock.py` queues each schedule's runs as they come due (sweeps.run_due_schedule).
+
+Imports app and sweeps; nothing of ours imports this module. Two clocks at once are harmless (Heroku runs the old
+and the new one side by side for a moment on a restart): each due run is queued by one of them, under its
+schedule's row lock.
+"""
+
+import logging
+import signal
+import threading
+
+from sqlalchemy.exc import SQLAlchemyError
+
+import sweeps
+from app import create_app
+
+log = logging.getLogger("clock")
+TICK_SECONDS = 1.0  # how often the clock looks for due schedules
+
+
+def main() -> int:
+    """Tick until SIGTERM or Ctrl-C: queue every due run, then wait a tick."""
+    app = create_app()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("clock started: looking for due schedules every %g s", TICK_SECONDS)
+    while not stop.is_set():
+        try:
+            with app.app_context():
+                while not stop.is_set() and sweeps.run_due_schedule() is not None:
+                    pass
+        except SQLAlchemyError as fault:  # the next tick tries again
+            log.warning("clock tick skipped: the database is unreachable (%s)", fault)
+        stop.wait(TICK_SECONDS)
+    log.info("clock stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
