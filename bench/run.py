@@ -37,7 +37,7 @@ SWEEP_RUNS = int(os.environ.get("BENCH_SWEEP_RUNS", "200"))
 BIG_SWEEP_RUNS = 1000
 # A short run: a SEIR simulation of about 20 ms of one core (each run of the sweep draws its own seed).
 SWEEP_PARAMS = {"population": 100_000, "initial_infected": 10, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
-                "days": 100, "runs": 100}  # fmt: skip
+                "days": 200, "runs": 200}  # fmt: skip
 BASELINE_WORKER = ["rq", "worker", "-w", "rq.SimpleWorker", "-q", "--serializer", "rq.serializers.JSONSerializer",
                    "-u", REDIS, "baseline"]  # fmt: skip
 

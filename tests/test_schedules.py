@@ -141,3 +141,12 @@ def test_a_run_recorded_but_not_queued_is_queued_by_the_watchmen(
     with app.app_context():
         Watchman(app, build_worker(app)).sweep()
     assert app.extensions["queues"]["default"].get_job_ids() == [str(task_id)]
+
+
+def test_the_cli_lists_the_schedules(app: Flask, client: FlaskClient) -> None:
+    schedule = create(client, model="multiply", params={"x": 1, "y": 2}, cron="*/5 * * * *")
+    result = app.test_cli_runner().invoke(args=["tasks", "schedules"])
+    assert result.exit_code == 0, result.output
+    [line, total] = result.output.splitlines()
+    assert line.split()[:3] == [schedule["schedule_id"], "multiply", "*/5"] and "last never" in line
+    assert total == "1 schedule(s)"
