@@ -14,6 +14,7 @@ from typing import NoReturn
 from flask import Request, current_app, json, redirect, request
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from flask_openapi3.types import ResponseDict
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
@@ -37,6 +38,7 @@ from werkzeug.wrappers import Response
 import catalog
 import cli
 import lifecycle
+import metrics
 import sweeps
 from catalog import Model
 from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, load_settings, task_timeouts
@@ -305,6 +307,13 @@ def health():
     except OperationalError as exc:
         report.database = Check(ok=False, error=f"{type(exc).__name__}: {exc.orig}")
     return report.model_dump(mode="json", exclude_none=True), 200 if report.redis.ok and report.database.ok else 503
+
+
+@api.get("/metrics", tags=SERVICE_TAG, summary="The service's figures, for Prometheus", responses={200: None})
+def get_metrics():
+    """Prometheus's text format: tasks accepted and ended (by model, by outcome), how long they ran, the queues'
+    depth, the workers, the failed jobs; read from Postgres and Redis at each scrape, so right across processes."""
+    return Response(metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)  # every Prometheus reads it
 
 
 def render_http_error(error: HTTPException) -> Response:

@@ -35,6 +35,7 @@ LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "5"))
 R_SAMPLES = int(os.environ.get("BENCH_R_SAMPLES", "20"))
 SWEEP_RUNS = int(os.environ.get("BENCH_SWEEP_RUNS", "200"))
 BIG_SWEEP_RUNS = 1000
+SCRAPE_TASKS = 100_000
 # A short run: a SEIR simulation of about 20 ms of one core (each run of the sweep draws its own seed).
 SWEEP_PARAMS = {"population": 100_000, "initial_infected": 10, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
                 "days": 200, "runs": 200}  # fmt: skip
@@ -388,6 +389,24 @@ def big_sweep(runs: int, samples: int = 50) -> tuple[list[float], list[float], l
     return latencies, before, after
 
 
+def scrape(tasks: int, samples: int = 50) -> list[float]:
+    """Milliseconds of each of `samples` scrapes of /metrics with `tasks` tasks in the tables, all ended."""
+    reset()
+    sql("INSERT INTO tasks (task_id, type, priority, params) SELECT gen_random_uuid(), 'multiply', 'default', '{}' "
+        "FROM generate_series(1, %s)", (tasks,))  # fmt: skip
+    sql("INSERT INTO results (task_id, type, status, result, started_at, ended_at) SELECT task_id, type, 'finished', "
+        "'1', enqueued_at, enqueued_at + random() * interval '10 seconds' FROM tasks")  # fmt: skip
+    sql("ANALYZE tasks; ANALYZE results")
+    url = f"http://127.0.0.1:{ENV['BENCH_PORT']}/metrics"
+    times = []
+    with requests.Session() as http:
+        for _ in range(samples):
+            started = time.perf_counter()
+            assert http.get(url, timeout=10).status_code == 200
+            times.append(1000 * (time.perf_counter() - started))
+    return sorted(times)
+
+
 def spread(values: list[float]) -> str:
     digits = 2 if statistics.median(values) < 10 else 0  # CPU milliseconds need the decimals
     return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
@@ -440,6 +459,7 @@ def main() -> None:
         r_service, r_bare = r_latency(R_SAMPLES)
         sweeps = [sweep_efficiency(SWEEP_RUNS) for _ in range(RUNS)]
         sweep_gets, memory_before, memory_after = big_sweep(BIG_SWEEP_RUNS)
+        scrapes = scrape(SCRAPE_TASKS)
     finally:
         stop(web)
     sweep = f"sweep of {SWEEP_RUNS} short simulation runs on 2 workers: 202 to the last run's end (s), against the "
@@ -467,6 +487,10 @@ def main() -> None:
     lines.append(
         f"| GET of a finished {BIG_SWEEP_RUNS:,}-run sweep's table (ms) | p50 "
         f"{statistics.median(sweep_gets):.1f}, p99 {sweep_gets[int(len(sweep_gets) * 0.99) - 1]:.1f} | | |"
+    )
+    lines.append(
+        f"| scrape of /metrics with {SCRAPE_TASKS:,} ended tasks in the tables (ms) | p50 "
+        f"{statistics.median(scrapes):.1f}, p99 {scrapes[int(len(scrapes) * 0.99) - 1]:.1f} | | |"
     )
     web, worker = (f"{before:.1f} → {after:.1f}" for before, after in zip(memory_before, memory_after, strict=True))
     lines.append(f"| memory across a {BIG_SWEEP_RUNS:,}-run sweep (MB): web process; worker | {web}; {worker} | | |")

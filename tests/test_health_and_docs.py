@@ -66,6 +66,7 @@ def test_the_openapi_document_is_valid_and_covers_every_endpoint(app: Flask, cli
         ("/schedules/{schedule_id}", "get"),
         ("/schedules/{schedule_id}", "delete"),
         ("/health", "get"),
+        ("/metrics", "get"),
     }
     submit = document["paths"]["/multiply"]["post"]
     assert set(submit["responses"]) == {"202", "400", "413", "422", "503"}
