@@ -1,8 +1,8 @@
 """The HTTP API, its OpenAPI document and docs, its JSON errors, and create_app(): the one place that knows
 every part.
 
-Imports core, catalog, schemas, lifecycle, cli and dashboard. gunicorn serves `app:create_app()`; the flask CLI finds
-create_app itself.
+Imports core, catalog, schemas, lifecycle, sweeps, metrics, cli and dashboard. gunicorn serves `app:create_app()`;
+the flask CLI finds create_app itself.
 """
 
 import hmac
