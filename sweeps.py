@@ -87,7 +87,7 @@ def submit_sweep(request: SweepRequest, priority: str = "default", key: str | No
     db.session.flush()
     batch = [Task(task_id=uuid.uuid4(), type=model.name, priority=priority, params=params, sweep_id=sweep_id,
                   sweep_index=index) for index, params in enumerate(runs)]  # fmt: skip
-    db.session.execute(lifecycle.INSERT_TASK, [_row(task) for task in batch])
+    db.session.execute(lifecycle.INSERT_TASK, [lifecycle.task_row(task) for task in batch])
     lifecycle.queue_and_commit(batch)
     log.info("sweep %s accepted (%s, %d runs, priority %s)", sweep_id, model.name, len(batch), priority)
     return sweep_id
@@ -95,11 +95,6 @@ def submit_sweep(request: SweepRequest, priority: str = "default", key: str | No
 
 def _describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{name}={json.dumps(value)}" for name, value in values.items())
-
-
-def _row(task: Task) -> dict[str, Any]:
-    return {"task_id": task.task_id, "type": task.type, "priority": task.priority, "params": task.params,
-            "sweep_id": task.sweep_id, "sweep_index": task.sweep_index, "schedule_id": task.schedule_id}  # fmt: skip
 
 
 RUNS = (
@@ -176,8 +171,9 @@ def cancel_sweep(sweep_id: uuid.UUID) -> dict[str, Any]:
     ).all()  # fmt: skip
     if not open_runs:
         raise Conflict(f"every run of sweep {sweep_id} has already ended")
-    canceled = stopping = 0
-    later = []
+    canceled: list[uuid.UUID] = []
+    stopping: list[uuid.UUID] = []
+    later: list[uuid.UUID] = []
     for task_id in open_runs:
         try:
             view = lifecycle.cancel(task_id)
@@ -186,13 +182,13 @@ def cancel_sweep(sweep_id: uuid.UUID) -> dict[str, Any]:
         except ServiceUnavailable:
             later.append(task_id)
             continue
-        canceled, stopping = (canceled + 1, stopping) if view.status == "canceled" else (canceled, stopping + 1)
+        (canceled if view.status == "canceled" else stopping).append(task_id)
     if later:
         raise ServiceUnavailable(f"{len(later)} runs of sweep {sweep_id} are being handed to a worker: ask again in a "
                                  "moment (the others are canceled or stopping)",
                                  retry_after=lifecycle.RETRY_HANDOVER_SECONDS)  # fmt: skip
-    log.info("sweep %s: %d runs canceled, %d stopping", sweep_id, canceled, stopping)
-    return {"sweep_id": str(sweep_id), "canceled": canceled, "stopping": stopping}
+    log.info("sweep %s: %d runs canceled, %d stopping", sweep_id, len(canceled), len(stopping))
+    return {"sweep_id": str(sweep_id), "canceled": len(canceled), "stopping": len(stopping)}
 
 
 # Schedules.
@@ -262,7 +258,7 @@ def run_due_schedule() -> uuid.UUID | None:
     now = datetime.now(UTC)
     task = Task(task_id=uuid.uuid4(), type=schedule.model, priority="default", params=schedule.params,
                 schedule_id=schedule.schedule_id)  # fmt: skip
-    db.session.execute(lifecycle.INSERT_TASK, _row(task))
+    db.session.execute(lifecycle.INSERT_TASK, lifecycle.task_row(task))
     schedule.last_run_at, schedule.next_run_at = now, next_run(schedule.cron, now)
     db.session.commit()
     try:
