@@ -1,17 +1,19 @@
 """The HTTP API, its OpenAPI document and docs, its JSON errors, and create_app(): the one place that knows
 every part.
 
-Imports core, catalog, schemas, lifecycle, sweeps, metrics, cli and dashboard. gunicorn serves `app:create_app()`;
-the flask CLI finds create_app itself.
+Imports core, catalog, schemas, lifecycle, sweeps, webhooks, metrics, cli and dashboard. gunicorn serves
+`app:create_app()`; the flask CLI finds create_app itself.
 """
 
 import hmac
 import logging
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from typing import NoReturn
 
-from flask import Request, current_app, json, redirect, request
+from flask import Request, current_app, json, redirect, request, stream_with_context
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
 from flask_openapi3.types import ResponseDict
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -40,11 +42,15 @@ import cli
 import lifecycle
 import metrics
 import sweeps
+import webhooks
 from catalog import Model
 from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, load_settings, task_timeouts
 from dashboard import mount_dashboard
 from schemas import (
+    TERMINAL_STATUSES,
     Check,
+    DeliveryList,
+    DeliveryQuery,
     ErrorBody,
     Health,
     InvalidRequest,
@@ -71,6 +77,11 @@ from schemas import (
     TaskList,
     TaskPath,
     TaskView,
+    WebhookCreated,
+    WebhookList,
+    WebhookPath,
+    WebhookRequest,
+    WebhookView,
     describe_errors,
     parse_json,
 )
@@ -78,7 +89,15 @@ from schemas import (
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 POLL_AGAIN_SECONDS = "1"
+# The page loads its own scripts, styles and images and talks to this origin alone: nothing inline, no CDN.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 RETRY_LATER_SECONDS = 5
+STREAM_LOOK_SECONDS = 0.2  # how often an event stream looks for a change: progress is written at most 4 times a second
+# A comment when nothing else was sent for this long: the next write after a client left is how its stream learns it
+# (its slot is free again within two of these), and Heroku's router closes a stream that sends nothing for 55 s.
+KEEPALIVE_SECONDS = 1.0
 SUBMIT_ERRORS: ResponseDict = {400: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody}
 TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its model")]
 SERVICE_TAG = [Tag(name="service", description="whether the service can take and run tasks")]
@@ -222,6 +241,56 @@ def cancel_task(path: TaskPath):
     return view.model_dump(mode="json"), 200 if view.status == "canceled" else 202
 
 
+def _event(name: str, view: TaskView) -> str:
+    return f"event: {name}\ndata: {view.model_dump_json()}\n\n"
+
+
+def _task_events(view: TaskView, views: Iterator[TaskView | None]) -> Iterator[str]:
+    """The stream: `status` at once and at each change, keep-alive comments meanwhile, `end` once the task ended."""
+    yield _event("status", view)
+    written = time.monotonic()
+    try:
+        while view.status not in TERMINAL_STATUSES:
+            time.sleep(STREAM_LOOK_SECONDS)
+            if (changed := next(views)) is not None:
+                view, written = changed, time.monotonic()
+                yield _event("status", view)
+            elif time.monotonic() - written >= KEEPALIVE_SECONDS:
+                written = time.monotonic()
+                yield ":\n"
+    except (RedisError, OperationalError) as fault:  # the client's reconnect is answered 503 until they are back
+        log.warning("task %s: its event stream ends: %s: %s", view.task_id, type(fault).__name__, fault)
+        return
+    yield _event("end", view)
+
+
+EVENT_STREAM = {"description": "Server-Sent Events: `status` (the task as GET /tasks/<id> shows it) at once and at "
+                "each change of status or progress, comment lines meanwhile, `end` once it has ended; then it closes",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
+
+
+@api.get("/tasks/<uuid:task_id>/events", tags=TASK_TAG, summary="A task's status and progress as they change",
+         responses={200: EVENT_STREAM, 404: ErrorBody, 503: ErrorBody})  # fmt: skip
+def task_events(path: TaskPath):
+    """text/event-stream until the task ends; 503 when this web process has MAX_EVENT_STREAMS open (poll instead)."""
+    slots: threading.BoundedSemaphore = current_app.extensions["event_streams"]
+    if not slots.acquire(blocking=False):
+        raise ServiceUnavailable(f"this server has {current_app.config['MAX_EVENT_STREAMS']} event streams open, its "
+                                 "most; poll GET /tasks/<id> instead, or try again later",
+                                 retry_after=RETRY_LATER_SECONDS)  # fmt: skip
+    try:
+        views = lifecycle.follow(path.task_id)
+        first = next(views)  # 404 here, before the stream begins
+        assert first is not None  # follow's first look is the task's view
+    except BaseException:
+        slots.release()
+        raise
+    response = Response(stream_with_context(_task_events(first, views)), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
+    response.call_on_close(slots.release)  # the server closes the response however the stream ended
+    return response
+
+
 SWEEP_TAG = [Tag(name="sweeps", description="a model run over a grid of parameters, gathered into one table")]
 SCHEDULE_TAG = [Tag(name="schedules", description="a model run on a clock (cron, UTC) by the clock process")]
 
@@ -282,6 +351,45 @@ def delete_schedule(path: SchedulePath):
     return "", 204
 
 
+WEBHOOK_TAG = [Tag(name="webhooks", description="task and sweep events POSTed to your URL, signed as Standard Webhooks "
+                   "sign them")]  # fmt: skip
+
+
+@api.post("/webhooks", tags=WEBHOOK_TAG, summary="Have events POSTed to a URL",
+          responses={201: WebhookCreated, 400: ErrorBody, 413: ErrorBody})  # fmt: skip
+def create_webhook(body: WebhookRequest):
+    """Each event (task.finished, task.failed, task.canceled, task.stopped, sweep.finished) is POSTed, signed with the
+    secret this answer alone shows, until a 2xx answers it within 10 s; retried with backoff (WEBHOOK_RETRY_SECONDS)."""
+    webhook = webhooks.create_webhook(body)
+    return webhook.model_dump(mode="json"), 201, {"Location": f"/webhooks/{webhook.webhook_id}"}
+
+
+@api.get("/webhooks", tags=WEBHOOK_TAG, summary="Every webhook", responses={200: WebhookList})
+def list_webhooks():
+    return WebhookList(webhooks=webhooks.list_webhooks()).model_dump(mode="json")
+
+
+@api.get("/webhooks/<uuid:webhook_id>", tags=WEBHOOK_TAG, summary="One webhook",
+         responses={200: WebhookView, 404: ErrorBody})  # fmt: skip
+def get_webhook(path: WebhookPath):
+    return webhooks.find_webhook(path.webhook_id).model_dump(mode="json")
+
+
+@api.delete("/webhooks/<uuid:webhook_id>", tags=WEBHOOK_TAG, summary="Delete a webhook and its pending deliveries",
+            responses={204: None, 404: ErrorBody})  # fmt: skip
+def delete_webhook(path: WebhookPath):
+    webhooks.delete_webhook(path.webhook_id)
+    return "", 204
+
+
+@api.get("/webhooks/<uuid:webhook_id>/deliveries", tags=WEBHOOK_TAG, summary="A webhook's recent deliveries",
+         responses={200: DeliveryList, 400: ErrorBody, 404: ErrorBody})  # fmt: skip
+def list_deliveries(path: WebhookPath, query: DeliveryQuery):
+    """Newest first: each event, its task or sweep, attempts, the last answer, and when it was delivered or is tried
+    next."""
+    return DeliveryList(deliveries=webhooks.list_deliveries(path.webhook_id, query.limit)).model_dump(mode="json")
+
+
 @api.get(
     "/health",
     tags=SERVICE_TAG,
@@ -314,6 +422,13 @@ def get_metrics():
     """Prometheus's text format: tasks accepted and ended (by model, by outcome), how long they ran, the queues'
     depth, the workers, the failed jobs; read from Postgres and Redis at each scrape, so right across processes."""
     return Response(metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)  # every Prometheus reads it
+
+
+def show_page() -> Response:
+    """The page for people (static/index.html): its scripts ask the API for everything, with a token if needed."""
+    response = current_app.send_static_file("index.html")
+    response.headers["Content-Security-Policy"] = PAGE_POLICY
+    return response
 
 
 def render_http_error(error: HTTPException) -> Response:
@@ -372,6 +487,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
     init_app(app)
     models = catalog.load(app.config["MODELS_DIR"])
     app.extensions["models"] = models
+    app.extensions["event_streams"] = threading.BoundedSemaphore(app.config["MAX_EVENT_STREAMS"])
     timeouts = {name: model.timeout for name, model in models.items()}
     app.config["TASK_TIMEOUTS"] = task_timeouts(environ, timeouts, app.config["MODEL_TIMEOUT"])
     app.register_api(api)
@@ -382,6 +498,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> OpenAPI:
         app.api_doc["components"]["schemas"].update(openapi_schemas(model))
     app.add_url_rule("/openapi.json", "openapi_document", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"))
+    app.add_url_rule("/", "page", show_page)
     mount_dashboard(app)
     app.cli.add_command(cli.tasks_group)
     app.register_error_handler(HTTPException, render_http_error)

@@ -24,7 +24,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 import lifecycle
 import sweeps
-from core import QUEUE_NAMES, IdempotencyKey, Result, Sweep, Task, db
+from core import QUEUE_NAMES, Delivery, IdempotencyKey, Result, Sweep, Task, db
 from schemas import PRIORITIES, TERMINAL_STATUSES, SweepPending, SweepRequest
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
@@ -251,7 +251,8 @@ def _parse_age(text: str) -> timedelta:
 @tasks_group.command("prune")
 @click.option("--older-than", "age", required=True, help="Age like 90s, 45m, 12h or 30d.")
 def prune_command(age: str) -> None:
-    """Delete tasks that ended longer ago than AGE (rows and results), and idempotency keys past 24 h."""
+    """Delete tasks that ended longer ago than AGE (rows and results), webhook deliveries that ended as long ago, and
+    idempotency keys past 24 h. The totals of /metrics stay: they count what happened."""
     cutoff = datetime.now(UTC) - _parse_age(age)
     ended = delete(Result).where(Result.ended_at < cutoff).returning(Result.task_id)
     task_ids = db.session.scalars(ended).all()
@@ -260,5 +261,9 @@ def prune_command(age: str) -> None:
     oldest_key = min(cutoff, datetime.now(UTC) - IDEMPOTENCY_KEY_MINIMUM_AGE)
     deleted = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < oldest_key))
     keys = cast(CursorResult[Any], deleted).rowcount  # a DELETE's result is a CursorResult
+    ended_deliveries = delete(Delivery).where(Delivery.outcome != "pending", Delivery.created_at < cutoff)
+    deliveries = cast(CursorResult[Any], db.session.execute(ended_deliveries)).rowcount
     db.session.commit()
-    click.echo(f"pruned {len(task_ids)} ended task(s) and {keys} idempotency key(s)")
+    click.echo(
+        f"pruned {len(task_ids)} ended task(s), {deliveries} webhook delivery(ies) and {keys} idempotency key(s)"
+    )

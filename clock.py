@@ -1,8 +1,10 @@
-"""The clock: `python clock.py` queues each schedule's runs as they come due (sweeps.run_due_schedule).
+"""The clock: `python clock.py` queues each schedule's runs as they come due (sweeps.run_due_schedule) and sends
+webhook deliveries as they come due (webhooks.Dispatcher, in a thread of its own: a receiver that hangs delays no
+schedule).
 
-Imports app and sweeps; nothing of ours imports this module. Two clocks at once are harmless (Heroku runs the old
-and the new one side by side for a moment on a restart): each due run is queued by one of them, under its
-schedule's row lock.
+Imports app, sweeps and webhooks; nothing of ours imports this module. Two clocks at once are harmless (Heroku runs the
+old and the new one side by side for a moment on a restart): each due run is queued by one of them, under its
+schedule's row lock, and each delivery is claimed by one of them at a time.
 """
 
 import logging
@@ -12,6 +14,7 @@ import threading
 from sqlalchemy.exc import SQLAlchemyError
 
 import sweeps
+import webhooks
 from app import create_app
 
 log = logging.getLogger("clock")
@@ -19,12 +22,15 @@ TICK_SECONDS = 1.0  # how often the clock looks for due schedules
 
 
 def main() -> int:
-    """Tick until SIGTERM or Ctrl-C: queue every due run, then wait a tick."""
+    """Tick until SIGTERM or Ctrl-C: queue every due run, then wait a tick; meanwhile, send webhooks. On a stop, the
+    deliveries under way end (within 10 s) and are recorded."""
     app = create_app()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log.info("clock started: looking for due schedules every %g s", TICK_SECONDS)
+    dispatcher = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop], name="webhooks")
+    dispatcher.start()
+    log.info("clock started: looking for due schedules every %g s, and sending webhooks", TICK_SECONDS)
     while not stop.is_set():
         try:
             with app.app_context():
@@ -33,6 +39,7 @@ def main() -> int:
         except SQLAlchemyError as fault:  # the next tick tries again
             log.warning("clock tick skipped: the database is unreachable (%s)", fault)
         stop.wait(TICK_SECONDS)
+    dispatcher.join()
     log.info("clock stopped")
     return 0
 

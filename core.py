@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, SmallInteger, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -113,6 +113,57 @@ class Schedule(db.Model):  # type: ignore[name-defined]  # mypy takes no attribu
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class Webhook(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
+    """A receiver's URL and the events it is sent; its deliveries are signed with its secret."""
+
+    __tablename__ = "webhooks"
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list] = mapped_column(JSONB)  # e.g. ["task.finished", "sweep.finished"]
+    secret: Mapped[str] = mapped_column(Text)  # whsec_ and base64, as Standard Webhooks have it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Delivery(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
+    """One event for one webhook: the outbox. A trigger on `results` writes it in the transaction that records the
+    task's end (migration 0004), and the clock sends it until it is delivered or its retries are spent."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('pending', 'delivered', 'failed')", name="webhook_deliveries_outcome"),
+        Index("webhook_deliveries_newest_first", "webhook_id", "created_at"),
+        Index("webhook_deliveries_due", "next_attempt_at", postgresql_where=text("outcome = 'pending'")),
+    )
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # its webhook-id is msg_<hex>
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.webhook_id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[uuid.UUID | None]  # a task event's task
+    sweep_id: Mapped[uuid.UUID | None]  # sweep.finished's sweep
+    payload: Mapped[str | None] = mapped_column(Text)  # the body, made at the first attempt and sent as it is after
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    outcome: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    last_status: Mapped[int | None]  # the HTTP status of the last attempt, if it got one
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MetricTotal(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
+    """Running totals for GET /metrics, kept by triggers as the rows they count are written (migration 0004). Each
+    database connection adds to a shard of its own, so that writers never wait for each other's row lock."""
+
+    __tablename__ = "metric_totals"
+
+    metric: Mapped[str] = mapped_column(Text, primary_key=True)
+    labels: Mapped[dict] = mapped_column(JSONB, primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    sum: Mapped[float]
+
+
 class IdempotencyKey(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
     """A client's Idempotency-Key on one endpoint, the request it came with, and the task it made."""
 
@@ -164,6 +215,21 @@ def _switch(environ: Mapping[str, str], name: str, default: bool) -> bool:
     return raw == "on"
 
 
+def _seconds_list(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = environ.get(name, "")
+    if not raw:
+        return default
+    parts = [part.strip() for part in raw.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"{name} must be whole numbers of seconds separated by commas, not {raw!r}")
+    return tuple(int(part) for part in parts)
+
+
+def _host_list(raw: str) -> frozenset[str]:
+    """Host names as urlsplit gives them: lowercase, IPv6 addresses without their brackets."""
+    return frozenset(host.strip().lower().strip("[]") for host in raw.split(",") if host.strip())
+
+
 def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     """Build the Flask config from an environment mapping; a bad value raises ValueError naming it."""
     redis = redis_url(environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
@@ -193,6 +259,12 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "WORKER_SHUTDOWN_GRACE": _whole_number(environ, "WORKER_SHUTDOWN_GRACE", 25, minimum=0),
         "WORKER_FAST_PATH": _switch(environ, "WORKER_FAST_PATH", True),
         "WORKER_MAX_MEMORY_MB": _whole_number(environ, "WORKER_MAX_MEMORY_MB", 400, minimum=64),
+        # Standard Webhooks' advice: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first attempt.
+        "WEBHOOK_RETRY_SECONDS": _seconds_list(
+            environ, "WEBHOOK_RETRY_SECONDS", (5, 300, 1800, 7200, 18000, 36000, 36000)
+        ),
+        "WEBHOOK_ALLOWED_HOSTS": _host_list(environ.get("WEBHOOK_ALLOWED_HOSTS", "")),
+        "MAX_EVENT_STREAMS": _whole_number(environ, "MAX_EVENT_STREAMS", 100),
         "API_TOKENS": [token.strip() for token in environ.get("API_TOKENS", "").split(",") if token.strip()],
         "RQ_DASHBOARD_USERNAME": environ.get("RQ_DASHBOARD_USERNAME") or "admin",
         "RQ_DASHBOARD_PASSWORD": environ.get("RQ_DASHBOARD_PASSWORD") or None,

@@ -1,4 +1,4 @@
-"""What can happen to a task: accept it, poll it, describe it, list it, cancel it.
+"""What can happen to a task: accept it, poll it, describe it, follow it, list it, cancel it.
 
 Shared by the HTTP API (app.py), the operator CLI (cli.py) and recovery.py. Imports core, catalog,
 schemas and tasks. Its errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -223,6 +223,51 @@ def _lookup(task_id: uuid.UUID) -> tuple[Task | None, Result | None, Job | None]
 def find(task_id: uuid.UUID) -> TaskView:
     """Describe one task; 404 if it was never accepted."""
     return describe(*_lookup(task_id))
+
+
+def ended(task_id: uuid.UUID) -> dict[str, Any]:
+    """An ended task as GET /tasks/<id> shows it, with its `result` if it finished (what a webhook delivers)."""
+    task, result, job = _lookup(task_id)
+    view = describe(task, result, job).model_dump(mode="json")
+    return view | ({"result": result.result} if result is not None and result.status == "finished" else {})
+
+
+def follow(task_id: uuid.UUID) -> Iterator[TaskView | None]:
+    """The task as `find` describes it (404 if it was never accepted), then, at each later next(), its view again if
+    its status or progress changed since, else None; the view once it has ended is its last.
+
+    A look reads two fields of its job's hash, and the whole job only when they changed. A stream lasts as long as
+    its task, so the database is asked only at the start and once the job says the task ended (or is gone), and the
+    session gives its connection back to the pool after each question.
+    """
+    task, result, job = _lookup(task_id)
+    db.session.close()
+    view = describe(task, result, job)
+    yield view
+    if result is not None:
+        return
+    seen: list[Any] = []
+    while True:
+        state = cast(list[Any], _redis().hmget(Job.key_for(str(task_id)), "status", "meta"))
+        if state == seen:
+            yield None
+            continue
+        seen = state
+        if state[0] is None or state[0].decode() in TERMINAL_STATUSES:  # it ended, or its job is gone: the row says
+            ended = db.session.get(Result, task_id)
+            db.session.close()
+            if ended is not None:
+                final = find(task_id)
+                db.session.close()
+                yield final
+                return
+            seen = []  # until the row is written (a worker writes it before it marks the job), or the job is back
+            if state[0] is not None:
+                yield None
+                continue
+        latest = describe(task, None, _fetch_jobs([task_id]).get(task_id))
+        yield None if latest == view else latest
+        view = latest
 
 
 def poll(model: Model, task_id: uuid.UUID) -> dict[str, Any] | TaskPending:

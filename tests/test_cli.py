@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
-from core import IdempotencyKey, Result, Task, db
+from core import Delivery, IdempotencyKey, Result, Task, db
 from tests.conftest import ROOT, service_env, submit_failing
+from tests.test_metrics import samples
 
 
 def invoke(app: Flask, *args: str):
@@ -112,8 +113,14 @@ def test_prune_deletes_tasks_that_ended_before_the_age(app: Flask, run_worker) -
         db.session.execute(update(IdempotencyKey).values(created_at=long_ago))
         db.session.commit()
     assert app.test_cli_runner().invoke(args=["tasks", "prune", "--older-than", "soon"]).exit_code == 2
+    with app.app_context():  # a webhook's deliveries: one delivered long ago, one pending as long
+        db.session.execute(text("INSERT INTO webhooks VALUES (gen_random_uuid(), 'http://x', '[]', 's', now())"))
+        db.session.execute(text("INSERT INTO webhook_deliveries (delivery_id, webhook_id, event, outcome, created_at) "
+                                "SELECT gen_random_uuid(), webhook_id, 'task.finished', outcome, :at FROM webhooks, "
+                                "unnest(ARRAY['delivered', 'pending']) AS outcome"), {"at": long_ago})  # fmt: skip
+        db.session.commit()
     outcome = invoke(app, "prune", "--older-than", "30d")
-    assert outcome.output.strip() == "pruned 1 ended task(s) and 1 idempotency key(s)"
+    assert outcome.output.strip() == "pruned 1 ended task(s), 1 webhook delivery(ies) and 1 idempotency key(s)"
     with app.app_context():
         assert db.session.get(Task, uuid.UUID(old)) is None
         assert db.session.get(Result, uuid.UUID(old)) is None
@@ -121,6 +128,8 @@ def test_prune_deletes_tasks_that_ended_before_the_age(app: Flask, run_worker) -
         assert db.session.get(Result, uuid.UUID(keyed)) is not None
         assert db.session.get(Task, uuid.UUID(queued)) is not None
         assert db.session.scalar(select(func.count()).select_from(Task)) == 3
+        assert db.session.scalars(select(Delivery.outcome)).all() == ["pending"]
+    assert samples(client)[("longjobs_tasks_accepted_total", ("type", "multiply"))] == 4  # counters are not lowered
 
 
 @pytest.mark.slow

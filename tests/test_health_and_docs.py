@@ -67,7 +67,15 @@ def test_the_openapi_document_is_valid_and_covers_every_endpoint(app: Flask, cli
         ("/schedules/{schedule_id}", "delete"),
         ("/health", "get"),
         ("/metrics", "get"),
+        ("/tasks/{task_id}/events", "get"),
+        ("/webhooks", "post"),
+        ("/webhooks", "get"),
+        ("/webhooks/{webhook_id}", "get"),
+        ("/webhooks/{webhook_id}", "delete"),
+        ("/webhooks/{webhook_id}/deliveries", "get"),
     }
+    events = document["paths"]["/tasks/{task_id}/events"]["get"]["responses"]["200"]
+    assert list(events["content"]) == ["text/event-stream"]
     submit = document["paths"]["/multiply"]["post"]
     assert set(submit["responses"]) == {"202", "400", "413", "422", "503"}
     parameters = {parameter["name"] for parameter in submit["parameters"]}

@@ -39,6 +39,9 @@ def test_metrics_read_the_queues(client: FlaskClient) -> None:
     assert empty == {("longjobs_queue_depth", ("queue", name)): 0 for name in ("high", "default", "low")} | {
         ("longjobs_workers",): 0,
         ("longjobs_failed_jobs",): 0,
+        ("longjobs_webhook_deliveries_total", ("outcome", "delivered")): 0,
+        ("longjobs_webhook_deliveries_total", ("outcome", "failed")): 0,
+        ("longjobs_webhook_deliveries_waiting",): 0,
     }
     submit(client, "/multiply?priority=high", x=1, y=1)
     submit(client, x=1, y=1)

@@ -25,6 +25,8 @@ token_app = app_fixture(API_TOKENS="alpha-token, beta-token")
         ("get", "/health"),
         ("get", "/metrics"),
         ("get", "/schedules"),
+        ("get", "/webhooks"),
+        ("get", f"/tasks/{'0' * 8}-0000-4000-8000-{'0' * 12}/events"),
     ],
 )
 def test_with_api_tokens_every_api_request_needs_one(token_app: Flask, method: str, path: str) -> None:

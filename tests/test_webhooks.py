@@ -1,0 +1,482 @@
+"""Webhooks: subscriptions, signed deliveries from the outbox in Postgres, retries, and the address guard.
+
+Deliveries go to real HTTP receivers in this process, sent by the real Dispatcher (in a thread here, or the Procfile's
+`clock`), and are verified with the standardwebhooks package, as a receiver would verify them.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from standardwebhooks import Webhook as Verifier
+
+import webhooks
+from tests.conftest import (
+    ROOT,
+    app_fixture,
+    free_port,
+    procfile_command,
+    row,
+    service_env,
+    start_process,
+    stop_process,
+    submit,
+    submit_failing,
+    wait_for,
+)
+from tests.test_metrics import samples
+
+app = app_fixture(WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_SECONDS="1,1")
+guarded_app = app_fixture()  # no host let in: the address guard as it runs in production
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: it records every request and answers each as the next of `answers` says (an
+    HTTP status; "hang": nothing for 12 s; ("redirect", url)), then 200."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.requests: list[tuple[float, str, dict[str, str], bytes]] = []  # when, path, headers, body
+        self.answers: list[object] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((time.monotonic(), self.path, dict(self.headers), body))
+                answer = receiver.answers.pop(0) if receiver.answers else 200
+                if answer == "hang":
+                    time.sleep(12)
+                    answer = 200
+                if isinstance(answer, tuple):
+                    self.send_response(302)
+                    self.send_header("Location", answer[1])
+                else:
+                    self.send_response(int(answer))  # type: ignore[call-overload]
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads, self.server.block_on_close = True, False  # a hanging answer does not hold close()
+        self.server.handle_error = lambda *args: None  # type: ignore[method-assign]  # a client that gave up
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self, secret: str, path: str = "/hooks") -> list[dict]:
+        """The payloads POSTed to a path, each verified with its webhook's secret as a receiver verifies it."""
+        return [Verifier(secret).verify(body, headers) for _, to, headers, body in self.requests if to == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def dispatcher(app: Flask) -> Iterator[None]:
+    """The clock's Dispatcher, sending the app's deliveries from a thread of this process."""
+    stop = threading.Event()
+    thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=30)
+
+
+def register(client: FlaskClient, url: str, *events: str) -> dict:
+    response = client.post("/webhooks", json={"url": url, "events": list(events)})
+    assert response.status_code == 201, response.json
+    assert response.headers["Location"] == f"/webhooks/{response.json['webhook_id']}"
+    return response.json
+
+
+def deliveries(client: FlaskClient, webhook: dict) -> list[dict]:
+    response = client.get(f"/webhooks/{webhook['webhook_id']}/deliveries")
+    assert response.status_code == 200
+    return response.json["deliveries"]
+
+
+def test_an_ended_task_is_posted_signed_as_standard_webhooks_sign_it(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    webhook = register(client, receiver.url, "task.finished")
+    assert webhook["secret"].startswith("whsec_") and webhook["events"] == ["task.finished"]
+    task_id = submit(client, x=6, y=7)
+    run_worker(app)
+    wait_for(lambda: receiver.requests, 10, "the delivery")
+    [event] = receiver.events(webhook["secret"])
+    assert event["type"] == "task.finished"
+    assert event["data"] == client.get(f"/tasks/{task_id}").json | {"result": 42.0}
+    [(_, _, headers, _)] = receiver.requests
+    assert headers["Content-Type"] == "application/json"
+    [delivery] = deliveries(client, webhook)
+    assert delivery["message_id"] == headers["webhook-id"]
+    assert (delivery["event"], delivery["task_id"], delivery["outcome"]) == ("task.finished", task_id, "delivered")
+    assert (delivery["attempts"], delivery["last_status"], delivery["next_attempt_at"]) == (1, 200, None)
+    listed = client.get("/webhooks").json["webhooks"]
+    assert listed == [{name: webhook[name] for name in ("webhook_id", "url", "events", "created_at")}]  # no secret
+    assert client.get(f"/webhooks/{webhook['webhook_id']}").json == listed[0]
+    found = samples(client)
+    assert found[("longjobs_webhook_deliveries_total", ("outcome", "delivered"))] == 1
+    assert found[("longjobs_webhook_deliveries_waiting",)] == 0
+
+
+def test_each_webhook_is_sent_the_events_it_takes(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    failures = register(client, receiver.url + "/failures", "task.failed", "task.canceled")
+    successes = register(client, receiver.url + "/successes", "task.finished")
+    finished = submit(client, x=1, y=2)
+    failed = submit_failing(app, failures=1, fault="data")
+    canceled = submit(client, x=1, y=3)
+    assert client.delete(f"/tasks/{canceled}").status_code == 200
+    run_worker(app)
+    wait_for(lambda: len(receiver.requests) == 3, 10, "three deliveries")
+    [success] = receiver.events(successes["secret"], "/hooks/successes")
+    assert (success["type"], success["data"]["task_id"]) == ("task.finished", finished)
+    sent = {event["type"]: event["data"] for event in receiver.events(failures["secret"], "/hooks/failures")}
+    assert (sent["task.failed"]["task_id"], sent["task.canceled"]["task_id"]) == (failed, canceled)
+    assert sent["task.failed"]["error"] == row(app, failed).error and "result" not in sent["task.failed"]
+    assert sent["task.canceled"]["status"] == "canceled"
+    assert [(d["event"], d["task_id"]) for d in deliveries(client, successes)] == [("task.finished", finished)]
+    assert {(d["event"], d["task_id"]) for d in deliveries(client, failures)} == {
+        ("task.failed", failed),
+        ("task.canceled", canceled),
+    }
+
+
+def test_a_sweep_is_posted_once_its_last_run_ends(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    webhook = register(client, receiver.url, "sweep.finished")
+    body = json.dumps({"model": "multiply", "params": {"y": 2}, "grid": {"x": [1, 2, 3]}})
+    sweep_id = client.post("/sweeps", data=body).json["sweep_id"]
+    run_worker(app)
+    wait_for(lambda: receiver.requests, 10, "the delivery")
+    time.sleep(1.5)  # a second delivery, were there one, would be under way by now
+    [event] = receiver.events(webhook["secret"])
+    assert event["type"] == "sweep.finished"
+    assert event["data"] == client.get(f"/sweeps/{sweep_id}").json
+    assert [run["result"] for run in event["data"]["runs"]] == [2.0, 4.0, 6.0]
+    assert [(d["event"], d["sweep_id"], d["task_id"]) for d in deliveries(client, webhook)] == [
+        ("sweep.finished", sweep_id, None)
+    ]
+
+
+def test_a_refused_delivery_is_tried_again_on_schedule_under_the_same_id(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    receiver.answers = [500, 503]
+    webhook = register(client, receiver.url, "task.finished")
+    submit(client, x=6, y=7)
+    run_worker(app)
+    wait_for(lambda: deliveries(client, webhook)[0]["outcome"] == "delivered", 20, "the third attempt")
+    assert len(receiver.requests) == 3
+    assert len({headers["webhook-id"] for _, _, headers, _ in receiver.requests}) == 1
+    assert len({body for *_, body in receiver.requests}) == 1  # the same payload, signed anew each time
+    assert all(event["type"] == "task.finished" for event in receiver.events(webhook["secret"]))
+    moments = [moment for moment, *_ in receiver.requests]
+    assert all(later - earlier >= 0.9 for earlier, later in zip(moments, moments[1:], strict=False))  # 1 s, 1 s
+    [delivery] = deliveries(client, webhook)
+    assert (delivery["attempts"], delivery["last_status"], delivery["last_error"]) == (3, 200, None)
+
+
+def test_a_delivery_fails_for_good_once_its_retries_are_spent(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    receiver.answers = [500, 500, 500, 500]
+    webhook = register(client, receiver.url, "task.finished")
+    submit(client, x=6, y=7)
+    run_worker(app)
+    wait_for(lambda: deliveries(client, webhook)[0]["outcome"] == "failed", 20, "the retries to be spent")
+    [delivery] = deliveries(client, webhook)
+    assert (delivery["attempts"], delivery["last_status"], delivery["last_error"]) == (3, 500, "answered 500")
+    assert delivery["next_attempt_at"] is None and len(receiver.requests) == 3
+    found = samples(client)
+    assert found[("longjobs_webhook_deliveries_total", ("outcome", "failed"))] == 1
+    assert found[("longjobs_webhook_deliveries_total", ("outcome", "delivered"))] == 0
+
+
+def test_a_receiver_that_hangs_is_tried_again_and_holds_up_no_task(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    receiver.answers = ["hang"]
+    webhook = register(client, receiver.url, "task.finished")
+    first = submit(client, x=1, y=1)
+    run_worker(app)
+    wait_for(lambda: receiver.requests, 10, "the first attempt")
+    later = [submit(client, x=n, y=2) for n in range(5)]
+    run_worker(app)  # while the receiver still hangs
+    assert all(row(app, task_id).status == "finished" for task_id in later)
+
+    def by_task() -> dict[str, dict]:
+        return {delivery["task_id"]: delivery for delivery in deliveries(client, webhook)}
+
+    # The others are delivered by the other senders while the first attempt still waits (for 10 s).
+    wait_for(lambda: all(by_task()[task_id]["outcome"] == "delivered" for task_id in later), 8, "the others")
+    assert (by_task()[first]["outcome"], by_task()[first]["attempts"]) == ("pending", 1)
+    wait_for(lambda: by_task()[first]["outcome"] == "delivered", 25, "the hanging delivery's second attempt")
+    assert by_task()[first]["attempts"] == 2
+
+
+def test_a_redirect_is_not_followed(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    elsewhere = Receiver()
+    try:
+        receiver.answers = [("redirect", elsewhere.url)]
+        webhook = register(client, receiver.url, "task.finished")
+        submit(client, x=6, y=7)
+        run_worker(app)
+        wait_for(lambda: deliveries(client, webhook)[0]["outcome"] == "delivered", 15, "the second attempt")
+        assert elsewhere.requests == [] and len(receiver.requests) == 2
+    finally:
+        elsewhere.close()
+
+
+def test_a_receiver_outage_loses_no_event(app: Flask, client: FlaskClient, run_worker, dispatcher) -> None:
+    port = free_port()
+    webhook = register(client, f"http://127.0.0.1:{port}/hooks", "task.finished")
+    submit(client, x=6, y=7)
+    run_worker(app)
+    wait_for(lambda: deliveries(client, webhook)[0]["attempts"] >= 1, 10, "an attempt at a receiver that is down")
+    assert "could not connect" in deliveries(client, webhook)[0]["last_error"]
+    back = Receiver(port)
+    try:
+        wait_for(lambda: back.requests, 10, "the delivery once the receiver is back")
+        assert back.events(webhook["secret"])[0]["type"] == "task.finished"
+    finally:
+        back.close()
+
+
+def test_deleting_a_webhook_stops_its_pending_deliveries(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, dispatcher
+) -> None:
+    receiver.answers = [500, 500, 500]
+    webhook = register(client, receiver.url, "task.finished")
+    submit(client, x=6, y=7)
+    run_worker(app)
+    wait_for(lambda: receiver.requests, 10, "the first attempt")
+    assert client.delete(f"/webhooks/{webhook['webhook_id']}").status_code == 204
+    time.sleep(2.5)  # past both retries' backoff
+    assert len(receiver.requests) == 1
+    for path in (f"/webhooks/{webhook['webhook_id']}", f"/webhooks/{webhook['webhook_id']}/deliveries"):
+        assert client.get(path).status_code == 404
+    assert client.delete(f"/webhooks/{webhook['webhook_id']}").status_code == 404
+
+
+def test_an_ended_task_is_delivered_whatever_redis_forgets(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker
+) -> None:
+    webhook = register(client, receiver.url, "task.finished")
+    task_id = submit(client, x=6, y=7)
+    run_worker(app)
+    app.extensions["redis"].flushdb()  # before the delivery is sent: it waits in Postgres
+    stop = threading.Event()
+    thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
+    thread.start()
+    try:
+        wait_for(lambda: receiver.requests, 10, "the delivery")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert receiver.events(webhook["secret"])[0]["data"]["task_id"] == task_id
+
+
+@pytest.mark.slow
+def test_a_delivery_whose_clock_died_is_sent_again_by_the_next(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker, tmp_path: Path
+) -> None:
+    receiver.answers = ["hang"]
+    webhook = register(client, receiver.url, "task.finished")
+    submit(client, x=6, y=7)
+    run_worker(app)
+    env = service_env(WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    clock = start_process("clock", tmp_path / "clock.log", **env)
+    try:
+        wait_for(lambda: receiver.requests, 20, "the first attempt")
+    finally:
+        stop_process(clock)  # SIGKILL, mid-attempt: its claim lapses, as nobody records the attempt
+    assert deliveries(client, webhook)[0]["outcome"] == "pending"
+    clock = start_process("clock", tmp_path / "clock-again.log", **env)
+    try:
+        wait_for(lambda: deliveries(client, webhook)[0]["outcome"] == "delivered", webhooks.LEASE_SECONDS + 20,
+                 "the next clock's attempt, once the dead one's claim lapsed")  # fmt: skip
+    finally:
+        stop_process(clock)
+    assert len({headers["webhook-id"] for _, _, headers, _ in receiver.requests}) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_a_task_run_again_after_its_worker_died_is_delivered_once(
+    app: Flask, client: FlaskClient, receiver: Receiver, dispatcher, tmp_path: Path, worker_process
+) -> None:
+    webhook = register(client, receiver.url, "task.finished")
+    task_id = submit(client, x=6, y=7, delay=3)
+    wait_for(lambda: client.get(f"/tasks/{task_id}").json["status"] == "started", 20, "the task to start")
+    os.killpg(worker_process.pid, signal.SIGKILL)  # the supervisor and its worker: a host restart
+    worker_process.wait(timeout=10)
+    again = start_process("worker", tmp_path / "worker-again.log", **service_env(WORKER_LIVENESS_SECONDS="4"))
+    try:
+        wait_for(lambda: row(app, task_id), 60, "the task to run again and end")
+        wait_for(lambda: receiver.requests, 10, "the delivery")
+        time.sleep(1.5)
+    finally:
+        stop_process(again)
+    assert [event["data"]["task_id"] for event in receiver.events(webhook["secret"])] == [task_id]
+
+
+PUBLIC = "http://93.184.216.34/hooks"  # a public address, never connected to at registration
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"url": "ftp://93.184.216.34/", "events": ["task.finished"]}, "must be an http:// or https:// URL"),
+        ({"url": "example", "events": ["task.finished"]}, "must be an http:// or https:// URL"),
+        ({"url": "http://exa mple.com/", "events": ["task.finished"]}, "must not contain spaces"),
+        ({"url": "http:///hooks", "events": ["task.finished"]}, "must be an http:// or https:// URL"),
+        ({"url": "http://:80/hooks", "events": ["task.finished"]}, "has no host"),
+        ({"url": "http://93.184.216.34:99999/", "events": ["task.finished"]}, "invalid port"),
+        ({"url": "http://me:secret@93.184.216.34/", "events": ["task.finished"]}, "user name or password"),
+        ({"url": PUBLIC + "#here", "events": ["task.finished"]}, "#fragment"),
+        ({"url": PUBLIC + "/" + "x" * 2048, "events": ["task.finished"]}, "at most 2048 characters"),
+        ({"url": PUBLIC, "events": []}, "at least one event"),
+        ({"url": PUBLIC, "events": ["task.done"]}, "unknown event 'task.done'"),
+        ({"url": PUBLIC, "events": ["task.failed", "task.failed"]}, "more than once"),
+        ({"url": PUBLIC}, "key 'events' is required"),
+        ({"url": PUBLIC, "events": ["task.failed"], "secret": "mine"}, "unknown key 'secret'"),
+        ({"url": 7, "events": ["task.failed"]}, "'url'"),
+        ({"url": "http://no-such-host.invalid/", "events": ["task.failed"]}, "does not resolve"),
+        ({"url": "http://localhost:5000/", "events": ["task.failed"]}, "localhost resolves to"),
+        *(
+            ({"url": f"http://{host}/hooks", "events": ["task.finished"]}, f"is a {kind} address")
+            for host, kind in [
+                ("127.0.0.1", "loopback"),
+                ("127.1", "loopback"),
+                ("2130706433", "loopback"),
+                ("[::1]", "loopback"),
+                ("[::ffff:127.0.0.1]", "loopback"),
+                ("10.0.0.1", "private"),
+                ("172.16.5.4", "private"),
+                ("192.168.1.1", "private"),
+                ("[fd00::1]", "private"),
+                ("169.254.169.254", "link-local"),
+                ("[fe80::1]", "link-local"),
+                ("224.0.0.1", "multicast"),
+                ("[ff02::1]", "multicast"),
+                ("0.0.0.0", "unspecified"),
+                ("100.64.0.1", "non-public"),
+            ]
+        ),
+    ],
+)
+def test_a_bad_webhook_is_refused_and_leaves_nothing(guarded_app: Flask, body: dict, message: str) -> None:
+    client = guarded_app.test_client()
+    response = client.post("/webhooks", json=body)
+    assert response.status_code == 400, response.json
+    assert message in response.json["error"]
+    assert client.get("/webhooks").json == {"webhooks": []}
+
+
+def test_a_public_address_is_taken_and_only_an_allowed_host_gets_past_the_guard(guarded_app: Flask) -> None:
+    client = guarded_app.test_client()
+    assert client.post("/webhooks", json={"url": PUBLIC, "events": ["task.failed"]}).status_code == 201
+    assert (
+        client.post("/webhooks", json={"url": "https://[2606:4700::1]/x", "events": ["task.failed"]}).status_code == 201
+    )
+    assert len(client.get("/webhooks").json["webhooks"]) == 2
+
+
+def unshare_works() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not unshare_works(), reason="needs unshare --mount (root) to give a process hosts of its own")
+def test_names_that_resolve_to_forbidden_addresses_are_refused_at_registration_and_delivery(
+    app: Flask, receiver: Receiver, run_worker, tmp_path: Path
+) -> None:
+    """`web` and `clock` run in a mount namespace whose /etc/hosts names private, link-local, IPv6-mapped, loopback
+    and multicast addresses; a name that resolves to a public address at registration and to loopback at delivery
+    (DNS rebinding) is refused at the delivery, and nothing reaches the receiver behind it."""
+    hosts = tmp_path / "hosts"
+    names = {"private.test": "10.1.2.3", "metadata.test": "169.254.169.254", "mapped.test": "::ffff:127.0.0.1",
+             "loop6.test": "::1", "group.test": "224.0.0.251", "rebind.test": "93.184.216.34"}  # fmt: skip
+    hosts.write_text(Path("/etc/hosts").read_text() + "".join(f"{ip} {name}\n" for name, ip in names.items()))
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | service_env()
+
+    def start(process: str, log: Path, **more: str) -> subprocess.Popen:
+        command = f"mount --bind {hosts} /etc/hosts && exec {procfile_command(process)}"
+        with log.open("w") as out:
+            return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c", command],
+                                    cwd=ROOT, env=env | more, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+
+    port = free_port()
+    web = start("web", tmp_path / "web.log", PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers() -> bool:
+            assert web.poll() is None, (tmp_path / "web.log").read_text()
+            try:
+                return requests.get(f"{base}/webhooks", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(answers, 30, "web to listen")
+        for name, ip in names.items():
+            response = requests.post(f"{base}/webhooks", json={"url": f"http://{name}/", "events": ["task.failed"]},
+                                     timeout=10)  # fmt: skip
+            if name == "rebind.test":
+                assert response.status_code == 201
+                continue
+            assert response.status_code == 400 and f"{name} resolves to {ip}" in response.json()["error"], response.text
+        rebound = f"http://rebind.test:{receiver.url.split(':')[2]}"  # the receiver's port, behind a public name
+        webhook = requests.post(f"{base}/webhooks", json={"url": rebound, "events": ["task.finished"]}, timeout=10)
+        assert webhook.status_code == 201
+    finally:
+        stop_process(web)
+    hosts.write_text(hosts.read_text().replace("93.184.216.34 rebind.test", "127.0.0.1 rebind.test"))
+    submit(app.test_client(), x=6, y=7)
+    run_worker(app)
+    clock = start("clock", tmp_path / "clock.log")
+    try:
+        client = app.test_client()
+        wait_for(lambda: deliveries(client, webhook.json())[0]["attempts"] >= 1, 20, "an attempt")
+        error = deliveries(client, webhook.json())[0]["last_error"]
+        assert error == "not sent: rebind.test resolves to 127.0.0.1, which is a loopback address", error
+    finally:
+        stop_process(clock)
+    assert receiver.requests == []
+
+
+def test_webhook_ids_must_be_canonical_and_known(client: FlaskClient) -> None:
+    assert client.get(f"/webhooks/{uuid.uuid4()}").status_code == 404
+    assert client.get("/webhooks/not-an-id/deliveries").status_code == 404
+    assert client.get(f"/webhooks/{uuid.uuid4()}/deliveries?limit=0").status_code == 400

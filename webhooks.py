@@ -1,0 +1,343 @@
+"""Webhooks: subscriptions (POST/GET/DELETE /webhooks), the address guard, and the Dispatcher that sends deliveries.
+
+Deliveries are an outbox in Postgres (`webhook_deliveries`): a trigger writes one for each webhook that takes the event,
+in the transaction that records a task's end (migration 0004), so no end goes undelivered whatever process dies or
+whatever Redis forgets. The clock process runs the Dispatcher: it claims due deliveries for a while (so that two clocks
+never send one at once, and one whose sender died is sent again), POSTs each as Standard Webhooks sign them from a few
+threads of its own (a slow receiver delays only its own deliveries, and never a task), and records what came back: a
+2xx within TIMEOUT_SECONDS delivers it; anything else is tried again on the WEBHOOK_RETRY_SECONDS schedule, under the
+same webhook-id, until the schedule is spent. A receiver's address is checked when the webhook is made and again at
+each attempt, after DNS, and the attempt connects to the address checked; redirects are never followed.
+
+Shared by the HTTP API (app.py) and the clock (clock.py). Imports core, schemas, lifecycle and sweeps; its errors are
+werkzeug HTTP exceptions.
+"""
+
+import base64
+import json
+import logging
+import secrets
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any, cast
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import urllib3
+from flask import Flask, current_app
+from redis.exceptions import RedisError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from standardwebhooks import Webhook as Signer
+from werkzeug.exceptions import BadRequest, NotFound
+
+import lifecycle
+import sweeps
+from core import Delivery, Webhook, db
+from schemas import WEBHOOK_EVENTS, DeliveryOutcome, DeliveryView, WebhookCreated, WebhookRequest, WebhookView
+
+log = logging.getLogger(__name__)
+MAX_URL_CHARACTERS = 2048
+TIMEOUT_SECONDS = 10.0  # a 2xx answer within this delivers
+# A claimed delivery is its sender's for this long: its attempt is over within TIMEOUT_SECONDS, unless its sender died.
+LEASE_SECONDS = 30
+SENDERS = 8  # attempts under way at once, each in a thread of its own
+LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it has none under way
+MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
+USER_AGENT = "longjobs-webhooks"
+HTTP = urllib3.PoolManager(num_pools=64, retries=False, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS))
+
+
+class RefusedAddress(Exception):
+    """A receiver's host that resolves to nothing, or to an address deliveries may not go to."""
+
+
+def refusal(address: IPv4Address | IPv6Address) -> str | None:
+    """What kind of address deliveries may not go to this one is (loopback, private, ...), or None: it is public."""
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "private", "reserved"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if address.is_global else "non-public"
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address a host resolves to; RefusedAddress if it resolves to none, or to one deliveries may not go to."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise RefusedAddress(f"{host} does not resolve ({exc})") from None
+    addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+    for address in addresses:
+        if (kind := refusal(ip_address(address))) is not None:
+            named = host if host == address else f"{host} resolves to {address}, which"
+            raise RefusedAddress(f"{named} is a {kind} address")
+    return addresses
+
+
+def _parse_url(url: str) -> SplitResult:
+    """The parts of a webhook's URL; 400 saying what is wrong with it."""
+    if len(url) > MAX_URL_CHARACTERS:
+        raise BadRequest(f"'url' must be at most {MAX_URL_CHARACTERS} characters long")
+    if any(character.isspace() or not character.isprintable() for character in url):
+        raise BadRequest("'url' must not contain spaces or control characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(f"'url' must be an http:// or https:// URL, not {url[:100]!r}")
+    try:
+        _port(parts)
+    except ValueError:
+        raise BadRequest(f"'url' has an invalid port: {url[:100]!r}") from None
+    if not parts.hostname:
+        raise BadRequest(f"'url' has no host: {url[:100]!r}")
+    if parts.username is not None or parts.password is not None:
+        raise BadRequest("'url' must not carry a user name or password: deliveries are signed, verify the signature")
+    if parts.fragment:
+        raise BadRequest("'url' must not have a #fragment")
+    return parts
+
+
+def _port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _events(events: list[str]) -> list[str]:
+    if not events:
+        raise BadRequest(f"'events' must name at least one event: {', '.join(WEBHOOK_EVENTS)}")
+    for event in events:
+        if event not in WEBHOOK_EVENTS:
+            raise BadRequest(f"unknown event {event!r} in 'events'; the events are {', '.join(WEBHOOK_EVENTS)}")
+    if len(set(events)) < len(events):
+        raise BadRequest("'events' names an event more than once")
+    return events
+
+
+def create_webhook(request: WebhookRequest) -> WebhookCreated:
+    """Register a receiver for some events; 400 for a bad URL, an unknown event or an address deliveries may not go
+    to (unless its host is in WEBHOOK_ALLOWED_HOSTS). Its secret is shown here only."""
+    events = _events(request.events)
+    parts = _parse_url(request.url)
+    if parts.hostname not in current_app.config["WEBHOOK_ALLOWED_HOSTS"]:
+        try:
+            resolve(parts.hostname or "", _port(parts))
+        except RefusedAddress as exc:
+            raise BadRequest(f"'url' cannot receive deliveries: {exc} (WEBHOOK_ALLOWED_HOSTS lets a host in)") from None
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    webhook = Webhook(webhook_id=uuid.uuid4(), url=request.url, events=events, secret=secret)
+    db.session.add(webhook)
+    db.session.commit()
+    log.info("webhook %s created: %s for %s", webhook.webhook_id, ", ".join(events), parts.hostname)
+    return WebhookCreated(**_view(webhook).model_dump(), secret=secret)
+
+
+def _view(webhook: Webhook) -> WebhookView:
+    return WebhookView(webhook_id=webhook.webhook_id, url=webhook.url, events=webhook.events,
+                       created_at=webhook.created_at)  # fmt: skip
+
+
+def _get(webhook_id: uuid.UUID) -> Webhook:
+    if (webhook := db.session.get(Webhook, webhook_id)) is None:
+        raise NotFound(f"no webhook has the id {webhook_id}")
+    return webhook
+
+
+def find_webhook(webhook_id: uuid.UUID) -> WebhookView:
+    return _view(_get(webhook_id))
+
+
+def list_webhooks() -> list[WebhookView]:
+    webhooks = db.session.scalars(select(Webhook).order_by(Webhook.created_at, Webhook.webhook_id)).all()
+    return [_view(webhook) for webhook in webhooks]
+
+
+def delete_webhook(webhook_id: uuid.UUID) -> None:
+    """Delete a webhook and, with it, its deliveries: those not yet delivered are never sent (one under way ends)."""
+    db.session.delete(_get(webhook_id))
+    db.session.commit()
+    log.info("webhook %s deleted, with its deliveries", webhook_id)
+
+
+def list_deliveries(webhook_id: uuid.UUID, limit: int) -> list[DeliveryView]:
+    """A webhook's latest deliveries, newest first."""
+    _get(webhook_id)
+    deliveries = db.session.scalars(
+        select(Delivery).where(Delivery.webhook_id == webhook_id)
+        .order_by(Delivery.created_at.desc(), Delivery.delivery_id.desc()).limit(limit)
+    ).all()  # fmt: skip
+    return [DeliveryView(message_id=_message_id(delivery.delivery_id), event=delivery.event, task_id=delivery.task_id,
+                         sweep_id=delivery.sweep_id, outcome=cast(DeliveryOutcome, delivery.outcome),
+                         attempts=delivery.attempts, last_status=delivery.last_status, last_error=delivery.last_error,
+                         delivered_at=delivery.delivered_at, next_attempt_at=delivery.next_attempt_at,
+                         created_at=delivery.created_at) for delivery in deliveries]  # fmt: skip
+
+
+def _message_id(delivery_id: uuid.UUID) -> str:
+    return f"msg_{delivery_id.hex}"
+
+
+def post(url: str, body: bytes, headers: dict[str, str], allowed: frozenset[str]) -> int:
+    """POST a delivery and return the HTTP status of the answer (redirects are not followed). Unless its host is
+    allowed, the host's addresses are checked (RefusedAddress) and the one connected to is one checked: DNS is not
+    asked again between the check and the connection."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", _port(parts)
+    address = host if host in allowed else resolve(host, port)[0]
+    # Certificates and SNI are those of the host name, whatever address is connected to.
+    tls = {"server_hostname": host, "assert_hostname": host} if parts.scheme == "https" and address != host else {}
+    pool = HTTP.connection_from_host(address, port, parts.scheme, pool_kwargs=tls)
+    target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    response = pool.urlopen("POST", target, body=body, headers=headers | {"Host": parts.netloc}, redirect=False,
+                            assert_same_host=False, preload_content=False)  # fmt: skip
+    try:
+        response.read(MAX_ANSWER_BYTES)
+        if response.read(1):  # more than we read: the connection cannot serve another request
+            response.close()
+    finally:
+        response.release_conn()
+    return response.status
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A delivery claimed for one attempt, with what sending it takes."""
+
+    delivery_id: uuid.UUID
+    webhook_id: uuid.UUID
+    event: str
+    subject: str  # "task <id>" or "sweep <id>", for the log
+    url: str
+    secret: str
+    payload: str
+    number: int  # 1 for the first attempt
+
+
+class Dispatcher:
+    """Sends due deliveries, up to SENDERS at once, and records each attempt's outcome (see the module's docstring)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.allowed: frozenset[str] = app.config["WEBHOOK_ALLOWED_HOSTS"]
+        self.retries: tuple[int, ...] = app.config["WEBHOOK_RETRY_SECONDS"]
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop` is set; then the attempts under way end (within TIMEOUT_SECONDS) and are recorded."""
+        under_way: dict[Future, Attempt] = {}
+        with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook") as senders:
+            while not stop.is_set() or under_way:
+                try:
+                    with self.app.app_context():
+                        if not stop.is_set():
+                            for attempt in self.claim(SENDERS - len(under_way)):
+                                under_way[senders.submit(self.send, attempt)] = attempt
+                        if not under_way:
+                            stop.wait(LOOK_SECONDS)
+                            continue
+                        done, _ = wait(under_way, LOOK_SECONDS, return_when=FIRST_COMPLETED)
+                        self.record([(under_way.pop(future), future.result()) for future in done])
+                except (SQLAlchemyError, RedisError) as fault:  # the claims lapse, and those deliveries are sent again
+                    log.warning("webhook deliveries skipped a turn: %s: %s", type(fault).__name__, fault)
+                    stop.wait(LOOK_SECONDS)
+                except Exception:  # a bug of ours: were this thread to end, no webhook would be sent again
+                    log.exception("webhook deliveries skipped a turn; the dispatcher goes on")
+                    stop.wait(LOOK_SECONDS)
+
+    def claim(self, room: int) -> list[Attempt]:
+        """The due deliveries (at most `room`), each claimed for LEASE_SECONDS, its body made at its first attempt."""
+        if room <= 0:
+            return []
+        due = (
+            select(Delivery, Webhook.url, Webhook.secret).join(Webhook)
+            .where(Delivery.outcome == "pending", Delivery.next_attempt_at <= func.now())
+            .order_by(Delivery.next_attempt_at).limit(room).with_for_update(of=Delivery, skip_locked=True)
+        )  # fmt: skip
+        attempts = []
+        for delivery, url, secret in db.session.execute(due).all():
+            if delivery.payload is None and not self._make_payload(delivery):
+                continue
+            assert delivery.payload is not None  # made just now, or at its first attempt
+            delivery.attempts += 1
+            delivery.next_attempt_at = func.now() + timedelta(seconds=LEASE_SECONDS)
+            subject = f"task {delivery.task_id}" if delivery.task_id else f"sweep {delivery.sweep_id}"
+            attempts.append(Attempt(delivery.delivery_id, delivery.webhook_id, delivery.event, subject, url, secret,
+                                    delivery.payload, delivery.attempts))  # fmt: skip
+        db.session.commit()
+        return attempts
+
+    def _make_payload(self, delivery: Delivery) -> bool:
+        """The body of every attempt of a delivery: the event, its time, and the task (or sweep) as it ended. False if
+        it cannot be made now (Redis is down: a failed task's progress is in its job), or ever (it is pruned)."""
+        try:
+            if delivery.task_id is not None:
+                data: Any = lifecycle.ended(delivery.task_id)
+            else:
+                assert delivery.sweep_id is not None  # an event is a task's or a sweep's
+                data = sweeps.find_sweep(delivery.sweep_id).model_dump(mode="json", exclude_unset=True)
+        except RedisError:
+            return False  # it stays due: the next look tries again
+        except NotFound as gone:
+            delivery.outcome, delivery.next_attempt_at, delivery.last_error = "failed", None, gone.description
+            return False
+        event = {"type": delivery.event, "timestamp": delivery.created_at.astimezone(UTC).isoformat(), "data": data}
+        delivery.payload = json.dumps(event, separators=(",", ":"))
+        return True
+
+    def send(self, attempt: Attempt) -> tuple[int | None, str | None]:
+        """POST one attempt, signed now; its HTTP status and what went wrong, if anything did."""
+        message_id, now = _message_id(attempt.delivery_id), datetime.now(UTC)
+        headers = {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Signer(attempt.secret).sign(message_id, now, attempt.payload),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        started = time.monotonic()
+        try:
+            status = post(attempt.url, attempt.payload.encode(), headers, self.allowed)
+        except RefusedAddress as exc:
+            return None, f"not sent: {exc}"
+        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the timeout: refused, unreachable
+            return None, f"could not connect: {exc}"
+        except urllib3.exceptions.TimeoutError:
+            return None, f"no answer within {TIMEOUT_SECONDS:g} s"
+        except urllib3.exceptions.HTTPError as exc:
+            return None, f"could not read an answer: {exc}"
+        except Exception as exc:  # a bug of ours, or of a library's: the attempt failed, the dispatcher goes on
+            log.exception("webhook %s: %s of %s could not be sent", attempt.webhook_id, attempt.event, attempt.subject)
+            return None, f"could not be sent: {type(exc).__name__}: {exc}"
+        if time.monotonic() - started > TIMEOUT_SECONDS:
+            return status, f"answered after more than {TIMEOUT_SECONDS:g} s"
+        if 300 <= status < 400:
+            return status, f"answered {status}: redirects are not followed"
+        return status, None if 200 <= status < 300 else f"answered {status}"
+
+    def record(self, outcomes: list[tuple[Attempt, tuple[int | None, str | None]]]) -> None:
+        """Write each attempt's outcome: delivered, due again after its backoff, or failed once the retries are spent.
+        An attempt whose claim lapsed meanwhile (and was claimed again) is not written over the newer one."""
+        for attempt, (status, error) in outcomes:
+            values: dict[str, Any] = {"last_status": status, "last_error": error}
+            if error is None:
+                values |= {"outcome": "delivered", "delivered_at": func.now(), "next_attempt_at": None}
+                log.info("webhook %s: %s of %s delivered (HTTP %s, attempt %d)", attempt.webhook_id, attempt.event,
+                         attempt.subject, status, attempt.number)  # fmt: skip
+            elif attempt.number <= len(self.retries):
+                backoff = self.retries[attempt.number - 1]
+                values["next_attempt_at"] = func.now() + timedelta(seconds=backoff)
+                log.warning("webhook %s: %s of %s, attempt %d: %s; trying again in %d s", attempt.webhook_id,
+                            attempt.event, attempt.subject, attempt.number, error, backoff)  # fmt: skip
+            else:
+                values |= {"outcome": "failed", "next_attempt_at": None}
+                log.error("webhook %s: %s of %s failed for good after %d attempts: %s", attempt.webhook_id,
+                          attempt.event, attempt.subject, attempt.number, error)  # fmt: skip
+            db.session.execute(
+                update(Delivery)
+                .where(Delivery.delivery_id == attempt.delivery_id, Delivery.outcome == "pending",
+                       Delivery.attempts == attempt.number).values(**values)
+            )  # fmt: skip
+        db.session.commit()
