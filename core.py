@@ -237,8 +237,9 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     return {
         "SQLALCHEMY_DATABASE_URI": database,
         # The API's pool checks a connection before use: after Postgres restarts, each pool's idle connections are dead,
-        # and each would answer its next request with a 503, however much later that comes.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # and each would answer its next request with a 503, however much later that comes. An UPDATE of many rows
+        # (the webhook dispatcher's) is one round trip (psycopg2's execute_batch), not one per row.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "executemany_mode": "values_plus_batch"},
         # The workers' result writes: no transactions, so its pool need not roll back each connection it gets back;
         # no check before use (a round trip per job), as a write on a dead connection keeps its outcome in Redis
         # until a watchman writes it, and SQLAlchemy then replaces the pool's other connections.

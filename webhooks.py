@@ -16,6 +16,7 @@ werkzeug HTTP exceptions.
 import base64
 import json
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -31,7 +32,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import urllib3
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from sqlalchemy import Interval, bindparam, case, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook as Signer
 from werkzeug.exceptions import BadRequest, NotFound
@@ -46,7 +47,8 @@ MAX_URL_CHARACTERS = 2048
 TIMEOUT_SECONDS = 10.0  # a 2xx answer within this delivers
 # A claimed delivery is its sender's for this long: its attempt is over within TIMEOUT_SECONDS, unless its sender died.
 LEASE_SECONDS = 30
-SENDERS = 8  # attempts under way at once, each in a thread of its own
+SENDERS = 16  # attempts under way at once, each in a thread of its own
+NICENESS = 19  # the dispatcher's: it runs on what CPU tasks leave
 LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it has none under way
 MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
 USER_AGENT = "longjobs-webhooks"
@@ -217,8 +219,28 @@ class Attempt:
     number: int  # 1 for the first attempt
 
 
+# The due deliveries, oldest first, each locked (FOR UPDATE) so that another dispatcher passes it by.
+DUE = (
+    select(Delivery.delivery_id, Delivery.webhook_id, Delivery.event, Delivery.task_id, Delivery.sweep_id,
+           Delivery.payload, Delivery.attempts, Delivery.created_at, Webhook.url, Webhook.secret)
+    .join(Webhook).where(Delivery.outcome == "pending", Delivery.next_attempt_at <= func.now())
+    .order_by(Delivery.next_attempt_at).limit(bindparam("room")).with_for_update(of=Delivery, skip_locked=True)
+)  # fmt: skip
+WITH_PAYLOAD = update(Delivery).where(Delivery.delivery_id == bindparam("b_id")).values(payload=bindparam("b_payload"))
+# An attempt's outcome; not written over a newer attempt's (one claimed again once this one's claim lapsed).
+RECORDED = (
+    update(Delivery)
+    .where(Delivery.delivery_id == bindparam("b_id"), Delivery.outcome == "pending",
+           Delivery.attempts == bindparam("b_number"))
+    .values(outcome=bindparam("b_outcome"), last_status=bindparam("b_status"), last_error=bindparam("b_error"),
+            delivered_at=case((bindparam("b_outcome") == "delivered", func.now())),
+            next_attempt_at=func.now() + bindparam("b_backoff", type_=Interval))  # NULL: none
+)  # fmt: skip
+
+
 class Dispatcher:
-    """Sends due deliveries, up to SENDERS at once, and records each attempt's outcome (see the module's docstring)."""
+    """Sends due deliveries, up to SENDERS at once, and records each attempt's outcome (see the module's docstring).
+    Its threads run at the lowest CPU priority: on a machine shared with workers, tasks come first."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -227,12 +249,14 @@ class Dispatcher:
 
     def run(self, stop: threading.Event) -> None:
         """Until `stop` is set; then the attempts under way end (within TIMEOUT_SECONDS) and are recorded."""
+        os.nice(NICENESS)  # this thread's, and so its senders' (on Linux, a thread's own; elsewhere the process's)
         under_way: dict[Future, Attempt] = {}
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook") as senders:
             while not stop.is_set() or under_way:
                 try:
                     with self.app.app_context():
-                        if not stop.is_set():
+                        # Claimed in batches of half the senders at least, each a few round trips whatever its size.
+                        if not stop.is_set() and (len(under_way) <= SENDERS // 2):
                             for attempt in self.claim(SENDERS - len(under_way)):
                                 under_way[senders.submit(self.send, attempt)] = attempt
                         if not under_way:
@@ -248,44 +272,45 @@ class Dispatcher:
                     stop.wait(LOOK_SECONDS)
 
     def claim(self, room: int) -> list[Attempt]:
-        """The due deliveries (at most `room`), each claimed for LEASE_SECONDS, its body made at its first attempt."""
-        if room <= 0:
-            return []
-        due = (
-            select(Delivery, Webhook.url, Webhook.secret).join(Webhook)
-            .where(Delivery.outcome == "pending", Delivery.next_attempt_at <= func.now())
-            .order_by(Delivery.next_attempt_at).limit(room).with_for_update(of=Delivery, skip_locked=True)
-        )  # fmt: skip
-        attempts = []
-        for delivery, url, secret in db.session.execute(due).all():
-            if delivery.payload is None and not self._make_payload(delivery):
+        """The due deliveries (at most `room`), each claimed for LEASE_SECONDS, the body of each made at its first
+        attempt: the event, its time, and the task as GET /tasks/<id> shows it (or the sweep's table). Those whose
+        task or sweep is no longer kept (pruned) fail."""
+        rows = db.session.execute(DUE, {"room": room}).all()
+        new = [row for row in rows if row.payload is None]
+        ended = lifecycle.ended([row.task_id for row in new if row.task_id is not None])
+        payloads, gone = {}, []
+        for row in new:
+            data = ended.get(row.task_id) if row.task_id is not None else self._sweep(row.sweep_id)
+            if data is None:
+                gone.append(row.delivery_id)
                 continue
-            assert delivery.payload is not None  # made just now, or at its first attempt
-            delivery.attempts += 1
-            delivery.next_attempt_at = func.now() + timedelta(seconds=LEASE_SECONDS)
-            subject = f"task {delivery.task_id}" if delivery.task_id else f"sweep {delivery.sweep_id}"
-            attempts.append(Attempt(delivery.delivery_id, delivery.webhook_id, delivery.event, subject, url, secret,
-                                    delivery.payload, delivery.attempts))  # fmt: skip
+            event = {"type": row.event, "timestamp": row.created_at.astimezone(UTC).isoformat(), "data": data}
+            payloads[row.delivery_id] = json.dumps(event, separators=(",", ":"))
+        if payloads:
+            made = [{"b_id": key, "b_payload": value} for key, value in payloads.items()]
+            db.session.connection().execute(WITH_PAYLOAD, made)  # Core's executemany: the ORM's bulk path refuses it
+        if gone:
+            db.session.execute(update(Delivery).where(Delivery.delivery_id.in_(gone)).values(
+                outcome="failed", next_attempt_at=None, last_error="its task or sweep is no longer kept"))  # fmt: skip
+        attempts = [
+            Attempt(row.delivery_id, row.webhook_id, row.event,
+                    f"task {row.task_id}" if row.task_id else f"sweep {row.sweep_id}", row.url, row.secret,
+                    row.payload or payloads[row.delivery_id], row.attempts + 1)
+            for row in rows if row.delivery_id not in gone
+        ]  # fmt: skip
+        if attempts:
+            db.session.execute(
+                update(Delivery).where(Delivery.delivery_id.in_([attempt.delivery_id for attempt in attempts]))
+                .values(attempts=Delivery.attempts + 1, next_attempt_at=func.now() + timedelta(seconds=LEASE_SECONDS))
+            )  # fmt: skip
         db.session.commit()
         return attempts
 
-    def _make_payload(self, delivery: Delivery) -> bool:
-        """The body of every attempt of a delivery: the event, its time, and the task (or sweep) as it ended. False if
-        it cannot be made now (Redis is down: a failed task's progress is in its job), or ever (it is pruned)."""
+    def _sweep(self, sweep_id: uuid.UUID | None) -> dict[str, Any] | None:
         try:
-            if delivery.task_id is not None:
-                data: Any = lifecycle.ended(delivery.task_id)
-            else:
-                assert delivery.sweep_id is not None  # an event is a task's or a sweep's
-                data = sweeps.find_sweep(delivery.sweep_id).model_dump(mode="json", exclude_unset=True)
-        except RedisError:
-            return False  # it stays due: the next look tries again
-        except NotFound as gone:
-            delivery.outcome, delivery.next_attempt_at, delivery.last_error = "failed", None, gone.description
-            return False
-        event = {"type": delivery.event, "timestamp": delivery.created_at.astimezone(UTC).isoformat(), "data": data}
-        delivery.payload = json.dumps(event, separators=(",", ":"))
-        return True
+            return sweeps.find_sweep(cast(uuid.UUID, sweep_id)).model_dump(mode="json", exclude_unset=True)
+        except NotFound:
+            return None
 
     def send(self, attempt: Attempt) -> tuple[int | None, str | None]:
         """POST one attempt, signed now; its HTTP status and what went wrong, if anything did."""
@@ -318,26 +343,26 @@ class Dispatcher:
         return status, None if 200 <= status < 300 else f"answered {status}"
 
     def record(self, outcomes: list[tuple[Attempt, tuple[int | None, str | None]]]) -> None:
-        """Write each attempt's outcome: delivered, due again after its backoff, or failed once the retries are spent.
-        An attempt whose claim lapsed meanwhile (and was claimed again) is not written over the newer one."""
+        """Write each attempt's outcome: delivered, due again after its backoff, or failed once the retries are
+        spent."""
+        rows = []
         for attempt, (status, error) in outcomes:
-            values: dict[str, Any] = {"last_status": status, "last_error": error}
+            row = {"b_id": attempt.delivery_id, "b_number": attempt.number, "b_status": status, "b_error": error,
+                   "b_outcome": "pending", "b_backoff": None}  # fmt: skip
             if error is None:
-                values |= {"outcome": "delivered", "delivered_at": func.now(), "next_attempt_at": None}
+                row["b_outcome"] = "delivered"
                 log.info("webhook %s: %s of %s delivered (HTTP %s, attempt %d)", attempt.webhook_id, attempt.event,
                          attempt.subject, status, attempt.number)  # fmt: skip
             elif attempt.number <= len(self.retries):
                 backoff = self.retries[attempt.number - 1]
-                values["next_attempt_at"] = func.now() + timedelta(seconds=backoff)
+                row["b_backoff"] = timedelta(seconds=backoff)
                 log.warning("webhook %s: %s of %s, attempt %d: %s; trying again in %d s", attempt.webhook_id,
                             attempt.event, attempt.subject, attempt.number, error, backoff)  # fmt: skip
             else:
-                values |= {"outcome": "failed", "next_attempt_at": None}
+                row["b_outcome"] = "failed"
                 log.error("webhook %s: %s of %s failed for good after %d attempts: %s", attempt.webhook_id,
                           attempt.event, attempt.subject, attempt.number, error)  # fmt: skip
-            db.session.execute(
-                update(Delivery)
-                .where(Delivery.delivery_id == attempt.delivery_id, Delivery.outcome == "pending",
-                       Delivery.attempts == attempt.number).values(**values)
-            )  # fmt: skip
-        db.session.commit()
+            rows.append(row)
+        if rows:
+            db.session.connection().execute(RECORDED, rows)  # Core's executemany: the ORM's bulk path refuses it
+            db.session.commit()

@@ -8,6 +8,7 @@ work; a plain RQ SimpleWorker, Dramatiq and Huey running the same one-row job; a
 Redis-list loop.
 """
 
+import json
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -36,6 +38,9 @@ R_SAMPLES = int(os.environ.get("BENCH_R_SAMPLES", "20"))
 SWEEP_RUNS = int(os.environ.get("BENCH_SWEEP_RUNS", "200"))
 BIG_SWEEP_RUNS = 1000
 SCRAPE_TASKS = 100_000
+STREAMS = 50  # event streams open at once, on STREAMED_TASKS running tasks that report progress
+STREAMED_TASKS = 5
+RECEIVER_PORT = 5193
 # A short run: a SEIR simulation of about 20 ms of one core (each run of the sweep draws its own seed).
 SWEEP_PARAMS = {"population": 100_000, "initial_infected": 10, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
                 "days": 200, "runs": 200}  # fmt: skip
@@ -59,6 +64,7 @@ ENV = os.environ | {
     "RQ_DASHBOARD_PASSWORD": "bench",
     "MAX_QUEUE_DEPTH": "1000000",  # the bench fills queues on purpose
     "WEB_CONCURRENCY": "2",
+    "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the bench's receiver
 }
 
 
@@ -92,7 +98,8 @@ def prepare_database() -> None:
 
 def reset() -> None:
     Redis.from_url(REDIS).flushdb()
-    sql("TRUNCATE results, tasks, sweeps, schedules, idempotency_keys, bench_tasks, bench_rows")
+    sql("TRUNCATE results, tasks, sweeps, schedules, idempotency_keys, webhooks, webhook_deliveries, metric_totals, "
+        "bench_tasks, bench_rows")  # fmt: skip
 
 
 def start(command: list[str], **env: str) -> subprocess.Popen:
@@ -226,14 +233,21 @@ def row_times(table: str, column: str) -> list[datetime]:
     return [row[0] for row in sql(f"SELECT {column} FROM {table} ORDER BY {column}")]
 
 
-def drain(who: str, jobs: int) -> dict:
+def drain(who: str, jobs: int, webhook: bool = False) -> dict:
     """Jobs per second from the first row to the last, with queue pre-filled; CPU and memory of the processes
-    started (for Dramatiq and Huey, of their parent process only: leave those out)."""
+    started (for Dramatiq and Huey, of their parent process only: leave those out). With `webhook`, a webhook takes
+    every task.finished, and the clock sends them to a local receiver meanwhile: then also the seconds from the first
+    row to the last delivery."""
     reset()
     _, fill, command, workers = DRAINS[who]
     table, column = ("results", "ended_at") if who == "service" else ("bench_rows", "created_at")
     fill(jobs)
     started = datetime.now(UTC)
+    sending = []
+    if webhook:
+        sql("INSERT INTO webhooks VALUES (gen_random_uuid(), %s, '[\"task.finished\"]', %s, now())",
+            (f"http://127.0.0.1:{RECEIVER_PORT}/hooks", "whsec_" + "A" * 32))  # fmt: skip
+        sending = [start(["python", "-m", "bench.receiver", str(RECEIVER_PORT)]), start(["python", "clock.py"])]
     processes = [start(command) for _ in range(workers)]
     try:
         # CPU is counted from the first row on, so that start-up (imports, connections) is left out.
@@ -242,13 +256,19 @@ def drain(who: str, jobs: int) -> dict:
         wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0] >= jobs, timeout=600)
         cpu = sum(cpu_seconds(worker_pid(process)) for process in processes) - cpu_before
         rss = [rss_mb(worker_pid(process)) for process in processes]
+        if webhook:
+            wait(lambda: sql("SELECT count(*) FROM webhook_deliveries WHERE outcome = 'delivered'")[0][0] >= jobs, 600)
     finally:
-        for process in processes:
+        for process in processes + sending:
             stop(process)
     times = row_times(table, column)
-    return {"rate": (len(times) - 1) / (times[-1] - times[0]).total_seconds(),
-            "from_start": len(times) / (times[-1] - started).total_seconds(),
-            "cpu_ms": 1000 * cpu / (jobs - done_before), "rss": max(rss)}  # fmt: skip
+    figures = {"rate": (len(times) - 1) / (times[-1] - times[0]).total_seconds(),
+               "from_start": len(times) / (times[-1] - started).total_seconds(),
+               "cpu_ms": 1000 * cpu / (jobs - done_before), "rss": max(rss)}  # fmt: skip
+    if webhook:
+        delivered = sql("SELECT max(delivered_at) FROM webhook_deliveries")[0][0]
+        figures["delivered_after"] = (delivered - times[0]).total_seconds()
+    return figures
 
 
 def latency(samples: int = 200) -> list[float]:
@@ -407,6 +427,57 @@ def scrape(tasks: int, samples: int = 50) -> list[float]:
     return sorted(times)
 
 
+def streams(base: str, loads: int) -> dict[str, list[float]]:
+    """POST and pending-poll throughput (wrk) with STREAMS event streams open on STREAMED_TASKS running tasks that
+    report progress, alternating with the same loads without the streams (the tasks run all along); and each progress
+    change's delay from the moment it was reported to its arrival at a stream (ms)."""
+    reset()
+    workers = [start(["python", "worker.py"]) for _ in range(STREAMED_TASKS)]
+    redis = Redis.from_url(REDIS)
+    wait(lambda: redis.scard("rq:workers") == STREAMED_TASKS)
+    tickers = [requests.post(f"{base}/models/ticker", json={"seconds": 3600}, timeout=10).json()["task_id"]
+               for _ in range(STREAMED_TASKS)]  # fmt: skip
+    wait(lambda: all(requests.get(f"{base}/tasks/{task_id}", timeout=10).json()["status"] == "started"
+                     for task_id in tickers))  # fmt: skip
+    pending = requests.post(f"{base}/multiply", json={"x": 2, "y": 3}, timeout=10).json()["task_id"]  # stays queued
+    figures: dict[str, list[float]] = {"post": [], "post_bare": [], "poll": [], "poll_bare": [], "delay_ms": []}
+
+    def listen(task_id: str, closing: threading.Event, opened: list) -> None:
+        with requests.get(f"{base}/tasks/{task_id}/events", stream=True, timeout=30) as response:
+            opened.append(response.status_code)
+            changes = (line for line in response.iter_lines(decode_unicode=True) if line.startswith("data: "))
+            next(changes)  # the task as it is when the stream opens: not a change
+            for line in changes:
+                if closing.is_set():
+                    return
+                reported = json.loads(line.removeprefix("data: "))["progress"]["message"]
+                figures["delay_ms"].append(1000 * (time.time() - float(reported)))
+
+    try:
+        for _ in range(loads):
+            closing, opened = threading.Event(), []
+            listeners = [threading.Thread(target=listen, args=(tickers[n % STREAMED_TASKS], closing, opened),
+                                          daemon=True) for n in range(STREAMS)]  # fmt: skip
+            for listener in listeners:
+                listener.start()
+            wait(lambda opened=opened: len(opened) == STREAMS)
+            assert opened == [200] * STREAMS
+            figures["post"].append(wrk(f"{base}/multiply", "POST", '{"x": 2, "y": 3}'))
+            figures["poll"].append(wrk(f"{base}/multiply/{pending}"))
+            closing.set()
+            for listener in listeners:
+                listener.join(timeout=10)
+            figures["post_bare"].append(wrk(f"{base}/multiply", "POST", '{"x": 2, "y": 3}'))
+            figures["poll_bare"].append(wrk(f"{base}/multiply/{pending}"))
+    finally:
+        for task_id in tickers:
+            requests.delete(f"{base}/tasks/{task_id}", timeout=10)
+        for worker in workers:
+            stop(worker)
+    figures["delay_ms"].sort()
+    return figures
+
+
 def spread(values: list[float]) -> str:
     digits = 2 if statistics.median(values) < 10 else 0  # CPU milliseconds need the decimals
     return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
@@ -444,6 +515,13 @@ def main() -> None:
 
     drains = {who: [drain(who, DRAIN_JOBS) for _ in range(RUNS)] for who in DRAINS}
     ours = drains.pop("service")
+    bare, sent = [], []  # alternately, so that both meet the same machine
+    for _ in range(RUNS):
+        bare.append(drain("service", DRAIN_JOBS))
+        sent.append(drain("service", DRAIN_JOBS, webhook=True))
+    figures[
+        f"drain of {DRAIN_JOBS} one-row jobs, each delivered to a webhook meanwhile (jobs/s), against no webhook"
+    ] = ([d["rate"] for d in sent], [d["rate"] for d in bare])
     for counted, key in (("first row to last", "rate"), ("worker start to last row", "from_start")):
         for who, theirs in drains.items():
             figure = f"drain of {DRAIN_JOBS} one-row jobs, 2 processes, {counted} (jobs/s), against {DRAINS[who][0]}"
@@ -460,8 +538,14 @@ def main() -> None:
         sweeps = [sweep_efficiency(SWEEP_RUNS) for _ in range(RUNS)]
         sweep_gets, memory_before, memory_after = big_sweep(BIG_SWEEP_RUNS)
         scrapes = scrape(SCRAPE_TASKS)
+        streamed = streams(f"http://127.0.0.1:{web_port}", RUNS)
     finally:
         stop(web)
+    for name, key in (("submit, POST /multiply", "post"), ("poll, GET of a pending task", "poll")):
+        figures[f"{name} (req/s) with {STREAMS} event streams open, against none"] = (
+            streamed[key],
+            streamed[f"{key}_bare"],
+        )
     sweep = f"sweep of {SWEEP_RUNS} short simulation runs on 2 workers: 202 to the last run's end (s), against the "
     figures[sweep + "ideal (the runs' own durations summed, over 2)"] = ([s[0] for s in sweeps], [s[1] for s in sweeps])
     figures["R model POST → 200, a trivial model (ms), against a bare Rscript start-up"] = (r_service, r_bare)
@@ -491,6 +575,13 @@ def main() -> None:
     lines.append(
         f"| scrape of /metrics with {SCRAPE_TASKS:,} ended tasks in the tables (ms) | p50 "
         f"{statistics.median(scrapes):.1f}, p99 {scrapes[int(len(scrapes) * 0.99) - 1]:.1f} | | |"
+    )
+    delays = streamed["delay_ms"]
+    lines.append(f"| a progress change reported → at one of {STREAMS} event streams (ms) | p50 "
+                 f"{statistics.median(delays):.0f}, p95 {delays[int(len(delays) * 0.95) - 1]:.0f} | | |")  # fmt: skip
+    delivered = [d["delivered_after"] for d in sent]
+    lines.append(
+        f"| drain of {DRAIN_JOBS} jobs with a webhook: first row → last delivery (s) | {spread(delivered)} | | |"
     )
     web, worker = (f"{before:.1f} → {after:.1f}" for before, after in zip(memory_before, memory_after, strict=True))
     lines.append(f"| memory across a {BIG_SWEEP_RUNS:,}-run sweep (MB): web process; worker | {web}; {worker} | | |")

@@ -131,7 +131,7 @@ def test_open_streams_do_not_starve_the_api(app: Flask, tmp_path: Path) -> None:
             with stream(base, task_id) as response:
                 lines = response.iter_lines(decode_unicode=True)
                 opened.append(next(events(lines)))
-                for _ in lines:
+                for _ in lines:  # a keep-alive a second
                     if stop.is_set():
                         return
 
@@ -148,3 +148,5 @@ def test_open_streams_do_not_starve_the_api(app: Flask, tmp_path: Path) -> None:
             assert all(listener.is_alive() for listener in listeners)
         finally:
             stop.set()
+            for listener in listeners:  # each leaves at its next keep-alive, before the server goes
+                listener.join(timeout=10)

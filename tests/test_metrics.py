@@ -1,9 +1,12 @@
 """GET /metrics: Prometheus's text format, right across the processes that did the work."""
 
+from datetime import UTC, datetime
+
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import tasks
 from tests.conftest import row, submit, submit_failing, wait_for
 
 
@@ -50,3 +53,17 @@ def test_metrics_read_the_queues(client: FlaskClient) -> None:
     assert [found[("longjobs_queue_depth", ("queue", name))] for name in ("high", "default", "low")] == [1, 2, 0]
     assert found[("longjobs_tasks_accepted_total", ("type", "multiply"))] == 3
     assert not any(key[0].startswith("longjobs_tasks_ended") for key in found)
+
+
+def test_each_end_is_counted_once_and_a_task_that_never_ran_has_no_duration(app: Flask, client: FlaskClient) -> None:
+    canceled = submit(client, x=1, y=2)
+    assert client.delete(f"/tasks/{canceled}").status_code == 200  # it never started
+    twice = submit(client, x=1, y=3)
+    with app.app_context():  # a job that ran twice writes its outcome twice; a requeued one ends anew
+        for status in ("failed", "failed", "finished", "finished"):
+            tasks.write_result(twice, "multiply", status, result=3.0, started_at=datetime.now(UTC))
+    found = samples(client)
+    ended = {status: found.get(("longjobs_tasks_ended_total", ("status", status), ("type", "multiply")))
+             for status in ("canceled", "failed", "finished")}  # fmt: skip
+    assert ended == {"canceled": 1, "failed": 1, "finished": 1}
+    assert found[("longjobs_task_duration_seconds_count", ("type", "multiply"))] == 2  # the canceled one has none
