@@ -17,12 +17,13 @@ import base64
 import json
 import logging
 import os
+import queue
 import secrets
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -50,6 +51,7 @@ LEASE_SECONDS = 30
 SENDERS = 16  # attempts under way at once, each in a thread of its own
 NICENESS = 19  # the dispatcher's: it runs on what CPU tasks leave
 LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it has none under way
+GATHER_SECONDS = 0.05  # outcomes that come this soon after another are recorded with it, in one statement
 MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
 USER_AGENT = "longjobs-webhooks"
 HTTP = urllib3.PoolManager(num_pools=64, retries=False, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS))
@@ -226,7 +228,13 @@ DUE = (
     .join(Webhook).where(Delivery.outcome == "pending", Delivery.next_attempt_at <= func.now())
     .order_by(Delivery.next_attempt_at).limit(bindparam("room")).with_for_update(of=Delivery, skip_locked=True)
 )  # fmt: skip
-WITH_PAYLOAD = update(Delivery).where(Delivery.delivery_id == bindparam("b_id")).values(payload=bindparam("b_payload"))
+# A delivery claimed for an attempt, its body kept (made now, at its first attempt, or before).
+CLAIMED = (
+    update(Delivery)
+    .where(Delivery.delivery_id == bindparam("b_id"))
+    .values(attempts=Delivery.attempts + 1, next_attempt_at=func.now() + timedelta(seconds=LEASE_SECONDS),
+            payload=func.coalesce(bindparam("b_payload"), Delivery.payload))
+)  # fmt: skip
 # An attempt's outcome; not written over a newer attempt's (one claimed again once this one's claim lapsed).
 RECORDED = (
     update(Delivery)
@@ -236,6 +244,21 @@ RECORDED = (
             delivered_at=case((bindparam("b_outcome") == "delivered", func.now())),
             next_attempt_at=func.now() + bindparam("b_backoff", type_=Interval))  # NULL: none
 )  # fmt: skip
+
+
+def _gather(ended: "queue.SimpleQueue[Any]", under_way: int) -> list[Any]:
+    """The outcomes of attempts that ended: the first within LOOK_SECONDS, with those that end right after it."""
+    try:
+        outcomes = [ended.get(timeout=LOOK_SECONDS)]
+    except queue.Empty:
+        return []
+    until = time.monotonic() + GATHER_SECONDS
+    while len(outcomes) < under_way and (left := until - time.monotonic()) > 0:
+        try:
+            outcomes.append(ended.get(timeout=left))
+        except queue.Empty:
+            break
+    return outcomes
 
 
 class Dispatcher:
@@ -248,22 +271,28 @@ class Dispatcher:
         self.retries: tuple[int, ...] = app.config["WEBHOOK_RETRY_SECONDS"]
 
     def run(self, stop: threading.Event) -> None:
-        """Until `stop` is set; then the attempts under way end (within TIMEOUT_SECONDS) and are recorded."""
+        """Until `stop` is set; then the attempts under way end (within TIMEOUT_SECONDS) and are recorded.
+
+        Deliveries are claimed, and outcomes recorded, in batches (a few round trips each, whatever its size): up to
+        twice as many as there are senders are claimed at once, so each waits for at most one round of attempts
+        before its own, well within its claim."""
         os.nice(NICENESS)  # this thread's, and so its senders' (on Linux, a thread's own; elsewhere the process's)
-        under_way: dict[Future, Attempt] = {}
+        ended: queue.SimpleQueue[tuple[Attempt, tuple[int | None, str | None]]] = queue.SimpleQueue()
+        under_way = 0
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook") as senders:
             while not stop.is_set() or under_way:
                 try:
                     with self.app.app_context():
-                        # Claimed in batches of half the senders at least, each a few round trips whatever its size.
-                        if not stop.is_set() and (len(under_way) <= SENDERS // 2):
-                            for attempt in self.claim(SENDERS - len(under_way)):
-                                under_way[senders.submit(self.send, attempt)] = attempt
+                        if not stop.is_set() and under_way <= SENDERS:
+                            for attempt in self.claim(2 * SENDERS - under_way):
+                                senders.submit(self._send_into, attempt, ended)
+                                under_way += 1
                         if not under_way:
                             stop.wait(LOOK_SECONDS)
                             continue
-                        done, _ = wait(under_way, LOOK_SECONDS, return_when=FIRST_COMPLETED)
-                        self.record([(under_way.pop(future), future.result()) for future in done])
+                        outcomes = _gather(ended, under_way)
+                        under_way -= len(outcomes)
+                        self.record(outcomes)
                 except (SQLAlchemyError, RedisError) as fault:  # the claims lapse, and those deliveries are sent again
                     log.warning("webhook deliveries skipped a turn: %s: %s", type(fault).__name__, fault)
                     stop.wait(LOOK_SECONDS)
@@ -286,9 +315,6 @@ class Dispatcher:
                 continue
             event = {"type": row.event, "timestamp": row.created_at.astimezone(UTC).isoformat(), "data": data}
             payloads[row.delivery_id] = json.dumps(event, separators=(",", ":"))
-        if payloads:
-            made = [{"b_id": key, "b_payload": value} for key, value in payloads.items()]
-            db.session.connection().execute(WITH_PAYLOAD, made)  # Core's executemany: the ORM's bulk path refuses it
         if gone:
             db.session.execute(update(Delivery).where(Delivery.delivery_id.in_(gone)).values(
                 outcome="failed", next_attempt_at=None, last_error="its task or sweep is no longer kept"))  # fmt: skip
@@ -298,11 +324,11 @@ class Dispatcher:
                     row.payload or payloads[row.delivery_id], row.attempts + 1)
             for row in rows if row.delivery_id not in gone
         ]  # fmt: skip
-        if attempts:
-            db.session.execute(
-                update(Delivery).where(Delivery.delivery_id.in_([attempt.delivery_id for attempt in attempts]))
-                .values(attempts=Delivery.attempts + 1, next_attempt_at=func.now() + timedelta(seconds=LEASE_SECONDS))
-            )  # fmt: skip
+        if attempts:  # Core's executemany, one round trip: the ORM's bulk path refuses it
+            claims = [
+                {"b_id": attempt.delivery_id, "b_payload": payloads.get(attempt.delivery_id)} for attempt in attempts
+            ]
+            db.session.connection().execute(CLAIMED, claims)
         db.session.commit()
         return attempts
 
@@ -311,6 +337,9 @@ class Dispatcher:
             return sweeps.find_sweep(cast(uuid.UUID, sweep_id)).model_dump(mode="json", exclude_unset=True)
         except NotFound:
             return None
+
+    def _send_into(self, attempt: Attempt, ended: "queue.SimpleQueue[Any]") -> None:
+        ended.put((attempt, self.send(attempt)))
 
     def send(self, attempt: Attempt) -> tuple[int | None, str | None]:
         """POST one attempt, signed now; its HTTP status and what went wrong, if anything did."""

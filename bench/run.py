@@ -233,11 +233,12 @@ def row_times(table: str, column: str) -> list[datetime]:
     return [row[0] for row in sql(f"SELECT {column} FROM {table} ORDER BY {column}")]
 
 
-def drain(who: str, jobs: int, webhook: bool = False) -> dict:
+def drain(who: str, jobs: int, webhook: str = "") -> dict:
     """Jobs per second from the first row to the last, with queue pre-filled; CPU and memory of the processes
     started (for Dramatiq and Huey, of their parent process only: leave those out). With `webhook`, a webhook takes
-    every task.finished, and the clock sends them to a local receiver meanwhile: then also the seconds from the first
-    row to the last delivery."""
+    every task.finished: "written", its deliveries are written (as when the clock runs on a machine of its own);
+    "sent", the clock sends them to a local receiver meanwhile, on the same cores: then also the seconds from the
+    first row to the last delivery."""
     reset()
     _, fill, command, workers = DRAINS[who]
     table, column = ("results", "ended_at") if who == "service" else ("bench_rows", "created_at")
@@ -247,6 +248,7 @@ def drain(who: str, jobs: int, webhook: bool = False) -> dict:
     if webhook:
         sql("INSERT INTO webhooks VALUES (gen_random_uuid(), %s, '[\"task.finished\"]', %s, now())",
             (f"http://127.0.0.1:{RECEIVER_PORT}/hooks", "whsec_" + "A" * 32))  # fmt: skip
+    if webhook == "sent":
         sending = [start(["python", "-m", "bench.receiver", str(RECEIVER_PORT)]), start(["python", "clock.py"])]
     processes = [start(command) for _ in range(workers)]
     try:
@@ -256,7 +258,7 @@ def drain(who: str, jobs: int, webhook: bool = False) -> dict:
         wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0] >= jobs, timeout=600)
         cpu = sum(cpu_seconds(worker_pid(process)) for process in processes) - cpu_before
         rss = [rss_mb(worker_pid(process)) for process in processes]
-        if webhook:
+        if webhook == "sent":
             wait(lambda: sql("SELECT count(*) FROM webhook_deliveries WHERE outcome = 'delivered'")[0][0] >= jobs, 600)
     finally:
         for process in processes + sending:
@@ -265,7 +267,7 @@ def drain(who: str, jobs: int, webhook: bool = False) -> dict:
     figures = {"rate": (len(times) - 1) / (times[-1] - times[0]).total_seconds(),
                "from_start": len(times) / (times[-1] - started).total_seconds(),
                "cpu_ms": 1000 * cpu / (jobs - done_before), "rss": max(rss)}  # fmt: skip
-    if webhook:
+    if webhook == "sent":
         delivered = sql("SELECT max(delivered_at) FROM webhook_deliveries")[0][0]
         figures["delivered_after"] = (delivered - times[0]).total_seconds()
     return figures
