@@ -39,6 +39,7 @@ ifndef DATABASE_URL
 endif
 	flask db upgrade
 	@echo
+	@echo "  The page:  http://$(HOST):$(PORT)/        (run a model, watch it, see its result)"
 	@echo "  API docs:  http://$(HOST):$(PORT)/docs   (the models: http://$(HOST):$(PORT)/models)"
 	@echo "  Dashboard: http://$(HOST):$(PORT)/rq     (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
 	@echo "  Ctrl-C stops web, worker and clock."

@@ -480,6 +480,23 @@ def streams(base: str, loads: int) -> dict[str, list[float]]:
     return figures
 
 
+def page(base: str, loads: int) -> list[dict]:
+    """The page's first load and the draw of a 1,000-day, 100,000-run simulation's chart, `loads` times each, in
+    headless chromium (bench/page.py)."""
+    from bench.page import measure
+
+    reset()
+    worker = start(["python", "worker.py"])
+    body = {"population": 1_000_000, "initial_infected": 20, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
+            "days": 1000, "runs": 100_000, "seed": 7}  # fmt: skip
+    try:
+        location = requests.post(f"{base}/simulations", json=body, timeout=10).headers["Location"]
+        wait(lambda: requests.get(f"{base}{location}", timeout=10).status_code == 200, timeout=600)
+    finally:
+        stop(worker)
+    return [measure(base, location) for _ in range(loads)]
+
+
 def spread(values: list[float]) -> str:
     digits = 2 if statistics.median(values) < 10 else 0  # CPU milliseconds need the decimals
     return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
@@ -541,6 +558,7 @@ def main() -> None:
         sweep_gets, memory_before, memory_after = big_sweep(BIG_SWEEP_RUNS)
         scrapes = scrape(SCRAPE_TASKS)
         streamed = streams(f"http://127.0.0.1:{web_port}", RUNS)
+        pages = page(f"http://127.0.0.1:{web_port}", RUNS)
     finally:
         stop(web)
     for name, key in (("submit, POST /multiply", "post"), ("poll, GET of a pending task", "poll")):
@@ -585,6 +603,12 @@ def main() -> None:
     lines.append(
         f"| drain of {DRAIN_JOBS} jobs with a webhook: first row → last delivery (s) | {spread(delivered)} | | |"
     )
+    lines.append(
+        f"| the page's first load: kB transferred; ms to interactive (DOMContentLoaded) | "
+        f"{spread([p['transferred_kB'] for p in pages])}; {spread([p['interactive_ms'] for p in pages])} | | |"
+    )
+    lines.append(f"| the chart of a 1,000-day, 100,000-run simulation: ms to draw | "
+                 f"{spread([p['chart_ms'] for p in pages])} | | |")  # fmt: skip
     web, worker = (f"{before:.1f} → {after:.1f}" for before, after in zip(memory_before, memory_after, strict=True))
     lines.append(f"| memory across a {BIG_SWEEP_RUNS:,}-run sweep (MB): web process; worker | {web}; {worker} | | |")
     gap = statistics.median(r_service) - statistics.median(r_bare)

@@ -96,8 +96,12 @@ def clean(app: Flask) -> None:
     with Redis.from_url(TEST_REDIS_URL) as redis:
         redis.flushdb()
     with app.app_context():
-        db.session.execute(text("TRUNCATE results, tasks, sweeps, schedules, idempotency_keys, webhooks, "
-                                "webhook_deliveries, metric_totals"))
+        db.session.execute(
+            text(
+                "TRUNCATE results, tasks, sweeps, schedules, idempotency_keys, webhooks, "
+                "webhook_deliveries, metric_totals"
+            )
+        )
         db.session.commit()
 
 
