@@ -411,4 +411,5 @@ def _describe_schema_error(error: Any) -> str:
 def describe_schema_errors(errors: list[Any]) -> str:
     """Every problem a JSON Schema validation found, in words that name the field, in the order of the fields."""
     ordered = sorted(errors, key=lambda error: [str(part) for part in error.absolute_path])
-    return "; ".join(_describe_schema_error(error) for error in ordered)
+    # jsonschema reports each missing key as an error of its own, and each such error names every missing key.
+    return "; ".join(dict.fromkeys(_describe_schema_error(error) for error in ordered))

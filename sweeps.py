@@ -65,7 +65,7 @@ def combinations(model: Model, request: SweepRequest) -> list[dict[str, Any]]:
     for values in request.grid.values():
         runs *= len(values)
     if runs > (most := current_app.config["MAX_SWEEP_RUNS"]):
-        raise BadRequest(f"the grid makes {runs} runs; at most {most} are allowed (MAX_SWEEP_RUNS)")
+        raise BadRequest(f"the grid makes {runs} runs, over the {most} allowed (MAX_SWEEP_RUNS)")
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*request.grid.values())]
 
 

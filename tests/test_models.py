@@ -69,6 +69,7 @@ def test_an_unknown_model_is_a_json_404(client: FlaskClient) -> None:
         ({"x": 1, "y": 2.5}, "'y' must be an integer, not 2.5"),
         ({"x": 1, "y": -1}, "'y' must be at least 0"),
         ({"x": None, "y": -1}, "'x' must be a number, not null; 'y' must be at least 0"),
+        ({}, "key 'x' is required; key 'y' is required"),  # each once, though jsonschema reports each one twice
     ],
 )
 def test_an_r_models_parameters_are_checked_against_its_schema(

@@ -351,7 +351,7 @@ def test_a_400_is_shown_beside_the_field_it_names(
     fill(browser, {"r0": ", ".join(str(r / 10) for r in range(1, 31)), "days": ", ".join(map(str, range(1, 41)))})
     browser.find_element(By.ID, "run-button").click()
     general = until(browser, expected_conditions.visibility_of_element_located((By.ID, "form-error")))
-    assert general.text == "the grid makes 1200 runs; at most 1000 are allowed (MAX_SWEEP_RUNS)"
+    assert general.text == "the grid makes 1200 runs, over the 1000 allowed (MAX_SWEEP_RUNS)"
     assert not browser.find_element(By.ID, "f-simulation-r0-error").is_displayed()
     assert requests.get(f"{web}/tasks", timeout=10).json()["tasks"] == []  # nothing was accepted
     shoot("sweep-errors")

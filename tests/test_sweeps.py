@@ -107,7 +107,7 @@ def test_failed_runs_do_not_hold_the_sweep_back_and_nested_results_are_dotted_co
         ({"model": "multiply", "params": {"y": 1}, "grid": {"x": [1, 2, "3"]}},
          "run 2 (x=\"3\"): 'x' must be a number, not \"3\""),
         ({"model": "multiply", "params": {"y": 1}, "grid": {"x": list(range(11)), "delay": [0, 1]}},
-         "the grid makes 22 runs; at most 20 are allowed (MAX_SWEEP_RUNS)"),
+         "the grid makes 22 runs, over the 20 allowed (MAX_SWEEP_RUNS)"),
         ({"model": "multiply", "params": {"y": 1}, "grid": {"x": [1]}, "extra": 1}, "unknown key 'extra'"),
     ],
 )  # fmt: skip
