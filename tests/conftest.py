@@ -256,17 +256,22 @@ def web(app: Flask, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env())
     base = f"http://127.0.0.1:{port}"
+    wait_for_web(process, base, tmp_path / "web.log")
+    yield base
+    stop_process(process)
+
+
+def wait_for_web(process: subprocess.Popen, base: str, log: Path) -> None:
+    """Wait until a `web` process answers (its page needs neither a token, nor Redis, nor the database)."""
 
     def answers() -> bool:
-        assert process.poll() is None, (tmp_path / "web.log").read_text()
+        assert process.poll() is None, log.read_text()
         try:
-            return requests.get(f"{base}/multiply/x", timeout=5).status_code == 404
+            return requests.get(f"{base}/", timeout=5).status_code == 200
         except requests.RequestException:  # not listening yet, or still booting its workers
             return False
 
     wait_for(answers, 30, "web to listen")
-    yield base
-    stop_process(process)
 
 
 @pytest.fixture

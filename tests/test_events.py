@@ -13,7 +13,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import free_port, service_env, start_process, stop_process, submit, wait_for
+from tests.conftest import free_port, service_env, start_process, stop_process, submit, wait_for, wait_for_web
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +47,8 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[str]:
     port = free_port()
     process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env(**settings))
     base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert process.poll() is None, (tmp_path / "web.log").read_text()
-        try:
-            return requests.get(f"{base}/health", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(answers, 30, "web to listen")
+        wait_for_web(process, base, tmp_path / "web.log")
         yield base
     finally:
         stop_process(process)

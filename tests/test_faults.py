@@ -19,7 +19,7 @@ import pytest
 import requests
 from rq import Worker
 
-from tests.conftest import DASHBOARD_PASSWORD, free_port, start_process, stop_process, wait_for
+from tests.conftest import DASHBOARD_PASSWORD, free_port, start_process, stop_process, wait_for, wait_for_web
 from tests.servers import PrivatePostgres, PrivateRedis, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -79,14 +79,7 @@ class Service:
         web = self._start("web")
         self.base = f"http://127.0.0.1:{port}"
 
-        def listening() -> bool:
-            assert web.poll() is None, self.logs[-1].read_text()
-            try:
-                return requests.get(f"{self.base}/docs", timeout=5, allow_redirects=False).status_code == 302
-            except requests.RequestException:
-                return False
-
-        wait_for(listening, 30, "web to listen")
+        wait_for_web(web, self.base, self.logs[-1])
         return self.base
 
     def start_worker(self) -> subprocess.Popen:

@@ -25,7 +25,16 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.conftest import ROOT, free_port, service_env, start_process, stop_process, submit_task, wait_for
+from tests.conftest import (
+    ROOT,
+    free_port,
+    service_env,
+    start_process,
+    stop_process,
+    submit_task,
+    wait_for,
+    wait_for_web,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -416,7 +425,7 @@ def test_with_api_tokens_the_page_asks_for_a_token_then_works(
     process = start_process("web", tmp_path / "web.log", PORT=str(port), **service_env(API_TOKENS=f"other,{TOKEN}"))
     web = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: answers(web, process, tmp_path / "web.log"), 30, "web to listen")
+        wait_for_web(process, web, tmp_path / "web.log")
         browser.get(web)
         token_input = until(browser, expected_conditions.visibility_of_element_located((By.ID, "token-input")))
         assert browser.find_element(By.ID, "token-input").get_attribute("type") == "password"
@@ -442,14 +451,6 @@ def test_with_api_tokens_the_page_asks_for_a_token_then_works(
         assert not browser.find_element(By.ID, "token").is_displayed()
     finally:
         stop_process(process)
-
-
-def answers(web: str, process: subprocess.Popen, log: Path) -> bool:
-    assert process.poll() is None, log.read_text()
-    try:
-        return requests.get(f"{web}/health", timeout=5).status_code == 401
-    except requests.RequestException:
-        return False
 
 
 def test_on_a_phone_the_page_does_not_scroll_sideways_and_the_chart_fits(

@@ -36,6 +36,7 @@ from tests.conftest import (
     submit,
     submit_failing,
     wait_for,
+    wait_for_web,
 )
 from tests.test_metrics import samples
 
@@ -441,15 +442,7 @@ def test_names_that_resolve_to_forbidden_addresses_are_refused_at_registration_a
     web = start("web", tmp_path / "web.log", PORT=str(port))
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def answers() -> bool:
-            assert web.poll() is None, (tmp_path / "web.log").read_text()
-            try:
-                return requests.get(f"{base}/webhooks", timeout=5).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, 30, "web to listen")
+        wait_for_web(web, base, tmp_path / "web.log")
         for name, ip in names.items():
             response = requests.post(f"{base}/webhooks", json={"url": f"http://{name}/", "events": ["task.failed"]},
                                      timeout=10)  # fmt: skip
