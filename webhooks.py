@@ -54,7 +54,8 @@ LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it
 GATHER_SECONDS = 0.05  # outcomes that come this soon after another are recorded with it, in one statement
 MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
 USER_AGENT = "longjobs-webhooks"
-HTTP = urllib3.PoolManager(num_pools=64, retries=False, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS))
+# A connection kept open for each sender and receiver (urllib3 keeps one by default, and closed the others).
+HTTP = urllib3.PoolManager(num_pools=64, maxsize=SENDERS, retries=False, timeout=urllib3.Timeout(total=TIMEOUT_SECONDS))
 
 
 class RefusedAddress(Exception):

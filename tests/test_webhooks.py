@@ -50,11 +50,15 @@ class Receiver:
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[tuple[float, str, dict[str, str], bytes]] = []  # when, path, headers, body
+        self.connections: set[tuple[str, int]] = set()  # the senders' addresses: one for each connection
         self.answers: list[object] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # a connection serves request after request, as most receivers' do
+
             def do_POST(self) -> None:
+                receiver.connections.add(self.client_address)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((time.monotonic(), self.path, dict(self.headers), body))
                 answer = receiver.answers.pop(0) if receiver.answers else 200
@@ -165,6 +169,24 @@ def test_each_webhook_is_sent_the_events_it_takes(
         ("task.failed", failed),
         ("task.canceled", canceled),
     }
+
+
+def test_deliveries_to_a_receiver_share_a_connection_for_each_sender(
+    app: Flask, client: FlaskClient, receiver: Receiver, run_worker
+) -> None:
+    webhook = register(client, receiver.url, "task.finished")
+    tasks = {submit(client, x=n, y=1) for n in range(4 * webhooks.SENDERS)}
+    run_worker(app)
+    stop = threading.Event()  # all due at once: the senders send at the same time
+    thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
+    thread.start()
+    try:
+        wait_for(lambda: len(receiver.requests) == len(tasks), 30, "every delivery")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert {event["data"]["task_id"] for event in receiver.events(webhook["secret"])} == tasks
+    assert len(receiver.connections) <= webhooks.SENDERS
 
 
 def test_a_sweep_is_posted_once_its_last_run_ends(
