@@ -545,6 +545,8 @@ def main() -> None:
     ):
         figures[f"drain of {DRAIN_JOBS} one-row jobs, {what} (jobs/s), against no webhook"] = (
             [d["rate"] for d in drained], [d["rate"] for d in bare])  # fmt: skip
+    figures["worker CPU per job (ms), each end delivered meanwhile to a local receiver, against no webhook"] = (
+        [d["cpu_ms"] for d in sent], [d["cpu_ms"] for d in bare])  # fmt: skip
     for counted, key in (("first row to last", "rate"), ("worker start to last row", "from_start")):
         for who, theirs in drains.items():
             figure = f"drain of {DRAIN_JOBS} one-row jobs, 2 processes, {counted} (jobs/s), against {DRAINS[who][0]}"
