@@ -49,7 +49,7 @@ TIMEOUT_SECONDS = 10.0  # a 2xx answer within this delivers
 # A claimed delivery is its sender's for this long: its attempt is over within TIMEOUT_SECONDS, unless its sender died.
 LEASE_SECONDS = 30
 SENDERS = 16  # attempts under way at once, each in a thread of its own
-NICENESS = 19  # the dispatcher's: it runs on what CPU tasks leave
+NICENESS = 19  # the dispatcher's threads': behind the other threads of their scheduling group (see Dispatcher)
 LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it has none under way
 GATHER_SECONDS = 0.05  # outcomes that come this soon after another are recorded with it, in one statement
 MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
@@ -264,7 +264,9 @@ def _gather(ended: "queue.SimpleQueue[Any]", under_way: int) -> list[Any]:
 
 class Dispatcher:
     """Sends due deliveries, up to SENDERS at once, and records each attempt's outcome (see the module's docstring).
-    Its threads run at the lowest CPU priority: on a machine shared with workers, tasks come first."""
+    Its threads run at the lowest CPU priority. That ranks them behind the processes they share a scheduling group
+    with; on Linux with autogroups (sched(7)), processes of different sessions (as honcho starts each) share the
+    CPU as equals whatever their nice values: give the clock a machine of its own where deliveries are many."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
