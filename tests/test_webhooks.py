@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -98,15 +99,24 @@ def receiver() -> Iterator[Receiver]:
     receiver.close()
 
 
-@pytest.fixture
-def dispatcher(app: Flask) -> Iterator[None]:
-    """The clock's Dispatcher, sending the app's deliveries from a thread of this process."""
+@contextmanager
+def dispatching(app: Flask) -> Iterator[None]:
+    """The clock's Dispatcher, sending the app's deliveries from a thread of this process while in the block."""
     stop = threading.Event()
     thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
     thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=30)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def dispatcher(app: Flask) -> Iterator[None]:
+    """The Dispatcher, from the start of the test (`dispatching`, to start it later)."""
+    with dispatching(app):
+        yield
 
 
 def register(client: FlaskClient, url: str, *events: str) -> dict:
@@ -179,14 +189,8 @@ def test_deliveries_to_a_receiver_share_a_connection_for_each_sender(
     webhook = register(client, receiver.url, "task.finished")
     tasks = {submit(client, x=n, y=1) for n in range(4 * webhooks.SENDERS)}
     run_worker(app)
-    stop = threading.Event()  # all due at once: the senders send at the same time
-    thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
-    thread.start()
-    try:
+    with dispatching(app):  # all due at once: the senders send at the same time
         wait_for(lambda: len(receiver.requests) == len(tasks), 30, "every delivery")
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     assert {event["data"]["task_id"] for event in receiver.events(webhook["secret"])} == tasks
     assert len(receiver.connections) <= webhooks.SENDERS
 
@@ -319,14 +323,8 @@ def test_an_ended_task_is_delivered_whatever_redis_forgets(
     task_id = submit(client, x=6, y=7)
     run_worker(app)
     app.extensions["redis"].flushdb()  # before the delivery is sent: it waits in Postgres
-    stop = threading.Event()
-    thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
-    thread.start()
-    try:
+    with dispatching(app):
         wait_for(lambda: receiver.requests, 10, "the delivery")
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     assert receiver.events(webhook["secret"])[0]["data"]["task_id"] == task_id
 
 
