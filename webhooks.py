@@ -6,8 +6,9 @@ whatever Redis forgets. The clock process runs the Dispatcher: it claims due del
 never send one at once, and one whose sender died is sent again), POSTs each as Standard Webhooks sign them from a few
 threads of its own (a slow receiver delays only its own deliveries, and never a task), and records what came back: a
 2xx within TIMEOUT_SECONDS delivers it; anything else is tried again on the WEBHOOK_RETRY_SECONDS schedule, under the
-same webhook-id, until the schedule is spent. A receiver's address is checked when the webhook is made and again at
-each attempt, after DNS, and the attempt connects to the address checked; redirects are never followed.
+same webhook-id, until the schedule is spent. While jobs wait in a task queue it claims deliveries only once a second,
+so that they take little from the workers behind them. A receiver's address is checked when the webhook is made and
+again at each attempt, after DNS, and the attempt connects to the address checked; redirects are never followed.
 
 Shared by the HTTP API (app.py) and the clock (clock.py). Imports core, schemas, lifecycle and sweeps; its errors are
 werkzeug HTTP exceptions.
@@ -51,6 +52,9 @@ LEASE_SECONDS = 30
 SENDERS = 16  # attempts under way at once, each in a thread of its own
 NICENESS = 19  # the dispatcher's threads': behind the other threads of their scheduling group (see Dispatcher)
 LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it has none under way
+# While jobs wait in a task queue, deliveries are claimed at most once in this long (a batch of up to 2 * SENDERS):
+# the workers are behind, and a delivery's CPU (the clock's, Postgres's, the receiver's) would be taken from them.
+PACE_SECONDS = 1.0
 GATHER_SECONDS = 0.05  # outcomes that come this soon after another are recorded with it, in one statement
 MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
 USER_AGENT = "longjobs-webhooks"
@@ -262,11 +266,22 @@ def _gather(ended: "queue.SimpleQueue[Any]", under_way: int) -> list[Any]:
     return outcomes
 
 
+def _jobs_waiting() -> bool:
+    """Whether a task queue has jobs waiting. With Redis unreachable no worker takes one either: then, no."""
+    try:
+        return any(task_queue.count for task_queue in current_app.extensions["queues"].values())
+    except RedisError:
+        return False
+
+
 class Dispatcher:
     """Sends due deliveries, up to SENDERS at once, and records each attempt's outcome (see the module's docstring).
-    Its threads run at the lowest CPU priority. That ranks them behind the processes they share a scheduling group
-    with; on Linux with autogroups (sched(7)), processes of different sessions (as honcho starts each) share the
-    CPU as equals whatever their nice values: give the clock a machine of its own where deliveries are many."""
+
+    While jobs wait in a task queue, it claims deliveries at most once every PACE_SECONDS, and catches up once the
+    queues are empty: where the clock shares the workers' machine, what deliveries cost there would slow the workers
+    down, and a nice value does not stop that. Its threads run at the lowest CPU priority, but that ranks them only
+    behind the processes they share a scheduling group with: on Linux with autogroups (sched(7)), processes of
+    different sessions (as honcho starts each) share the CPU as equals whatever their nice values."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -281,15 +296,18 @@ class Dispatcher:
         before its own, well within its claim."""
         os.nice(NICENESS)  # this thread's, and so its senders' (on Linux, a thread's own; elsewhere the process's)
         ended: queue.SimpleQueue[tuple[Attempt, tuple[int | None, str | None]]] = queue.SimpleQueue()
-        under_way = 0
+        under_way, paced_until = 0, 0.0
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook") as senders:
             while not stop.is_set() or under_way:
                 try:
                     with self.app.app_context():
-                        if not stop.is_set() and under_way <= SENDERS:
-                            for attempt in self.claim(2 * SENDERS - under_way):
+                        if not stop.is_set() and under_way <= SENDERS and time.monotonic() >= paced_until:
+                            claimed = self.claim(2 * SENDERS - under_way)
+                            for attempt in claimed:
                                 senders.submit(self._send_into, attempt, ended)
                                 under_way += 1
+                            if claimed and _jobs_waiting():
+                                paced_until = time.monotonic() + PACE_SECONDS
                         if not under_way:
                             stop.wait(LOOK_SECONDS)
                             continue
