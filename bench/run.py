@@ -43,6 +43,7 @@ STREAMS = 50  # event streams open at once, on STREAMED_TASKS running tasks that
 STREAMED_TASKS = 5
 RECEIVER_PORT = 5193
 WEBHOOK_RUNS = 2 * RUNS + 1
+TICK = 1 / os.sysconf("SC_CLK_TCK")  # seconds of CPU in each unit that /proc counts in
 # A short run: a SEIR simulation of about 20 ms of one core (each run of the sweep draws its own seed).
 SWEEP_PARAMS = {"population": 100_000, "initial_infected": 10, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
                 "days": 200, "runs": 200}  # fmt: skip
@@ -159,7 +160,7 @@ def wrk(url: str, method: str = "GET", body: str = "") -> float:
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) * TICK
 
 
 class MachineCPU:
@@ -180,7 +181,7 @@ class MachineCPU:
     def _sample(self) -> None:
         while True:
             user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
-            self.samples.append((time.time(), (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")))
+            self.samples.append((time.time(), (user + nice + system + irq + softirq) * TICK))
             if self.done.wait(0.02):
                 return
 
@@ -194,7 +195,7 @@ def started_up(pid: int) -> bool:
     """Whether a process is idle: it used no more than a clock tick of CPU in 0.2 s."""
     before = cpu_seconds(pid)
     time.sleep(0.2)
-    return cpu_seconds(pid) - before <= 1 / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pid) - before < 2 * TICK  # one tick at most, in floating point
 
 
 def rss_mb(pid: int) -> float:
