@@ -1,4 +1,4 @@
-"""The worker's Lua scripts: RQ's per-job bookkeeping in one round trip per job, not several.
+"""The worker's Lua scripts: RQ's per-job bookkeeping in one round trip per job, not several; and a job's progress.
 
 Imports nothing of ours. Each script is registered (EVALSHA) and touches only the keys passed in KEYS, as
 RQ's own rq/scripts.py does; the key layout and hash fields are RQ 2.12's, checked at start-up (rqinternals.py),
@@ -115,6 +115,12 @@ redis.call('ZREM', KEYS[7], execution)
 return dependents
 """
 
+# A running job's meta (its progress), written as Job.save_meta writes it, but only while the job's hash exists: once
+# Redis has lost the job (a FLUSHALL, a failover), save_meta's HSET makes a hash of meta alone, which RQ's Job.fetch
+# refuses ("Unexpected job format") and which nothing expires. KEYS: the job's hash. ARGV: the serialized meta.
+SAVE_META = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'meta', ARGV[1]) end
+"""
 
 Call = tuple[Script, list, list]
 

@@ -1,6 +1,6 @@
 """The job functions the workers run: progress, retries of transient faults, and outcomes in Postgres.
 
-Imports core and catalog (the models). Every function here runs inside the app context the
+Imports core, catalog (the models) and scripts. Every function here runs inside the app context the
 worker pushes per job (record_failure may also run outside one: see there); none imports app.
 """
 
@@ -27,6 +27,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from catalog import ModelFailed
 from core import AUTOCOMMIT, Result, db
+from scripts import SAVE_META
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ProgressReporter:
 
     def __init__(self, job: Job) -> None:
         self.job = job
+        self.save_meta = job.connection.register_script(SAVE_META)  # not Job.save_meta: see SAVE_META
         self.percent = 0
         self.written_at = float("-inf")
 
@@ -63,7 +65,7 @@ class ProgressReporter:
             return
         self.job.meta["progress"] = {"percent": self.percent, "message": message}
         try:
-            self.job.save_meta()
+            self.save_meta([self.job.key], [self.job.serializer.dumps(self.job.meta)])
         except RedisError:  # progress is for show: a job does not fail for want of it
             return
         self.written_at = now

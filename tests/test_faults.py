@@ -186,6 +186,9 @@ def test_accepted_tasks_complete_after_redis_loses_its_data(service: Service) ->
     log = service.log_text()
     assert log.count(f"task {running} finished") == 1  # never queued again while its worker ran it
     assert all(f"task {task_id}: its job was lost from Redis; queued again" in log for task_id in waiting)
+    with service.redis.client() as client:  # its progress did not bring back a hash of meta alone, which Job.fetch
+        job = client.hgetall(f"rq:job:{running}")  # refuses and nothing ever expires
+    assert not job or b"data" in job, job
 
 
 @pytest.mark.parametrize("service", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
