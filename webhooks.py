@@ -34,7 +34,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import urllib3
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Interval, bindparam, case, func, select, update
+from sqlalchemy import Interval, bindparam, case, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook as Signer
 from werkzeug.exceptions import BadRequest, NotFound
@@ -166,7 +166,12 @@ def list_webhooks() -> list[WebhookView]:
 
 
 def delete_webhook(webhook_id: uuid.UUID) -> None:
-    """Delete a webhook and, with it, its deliveries: those not yet delivered are never sent (one under way ends)."""
+    """Delete a webhook and, with it, its deliveries: those not yet delivered are never sent (one under way ends).
+
+    The table is locked first, against every reader, for the moment the delete takes: a task's end recorded meanwhile
+    waits, and then no longer sees the webhook. Without the lock, an end whose statement began while the delete was
+    not yet committed saw the webhook, and its delivery's foreign key then failed the end's own write."""
+    db.session.execute(text("LOCK TABLE webhooks IN ACCESS EXCLUSIVE MODE"))  # before reading: no lock upgrade
     db.session.delete(_get(webhook_id))
     db.session.commit()
     log.info("webhook %s deleted, with its deliveries", webhook_id)

@@ -22,9 +22,12 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select, text
 from standardwebhooks import Webhook as Verifier
 
+import tasks
 import webhooks
+from core import Delivery, db
 from tests.conftest import (
     ROOT,
     app_fixture,
@@ -333,6 +336,47 @@ def test_deleting_a_webhook_stops_its_pending_deliveries(
     for path in (f"/webhooks/{webhook['webhook_id']}", f"/webhooks/{webhook['webhook_id']}/deliveries"):
         assert client.get(path).status_code == 404
     assert client.delete(f"/webhooks/{webhook['webhook_id']}").status_code == 404
+
+
+# Holds a webhook's delete open for a second once it has deleted the row, as a slow commit would.
+HOLD_DELETES = """
+CREATE FUNCTION test_hold_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+CREATE TRIGGER test_hold_delete AFTER DELETE ON webhooks FOR EACH ROW EXECUTE FUNCTION test_hold_delete();
+"""
+
+
+def test_a_task_that_ends_while_its_webhook_is_deleted_is_recorded_without_a_delivery(
+    app: Flask, client: FlaskClient, receiver: Receiver
+) -> None:
+    """Without the delete's lock, the end saw the webhook the delete had not yet committed, and its delivery's
+    foreign key failed the end's own write (IntegrityError): a task that had finished would have failed."""
+    webhook = register(client, receiver.url, "task.finished")
+    task_id = submit(client, x=6, y=7)  # no worker: the end is written below, as the worker writes it
+    with app.app_context():
+        db.session.execute(text(HOLD_DELETES))
+        db.session.commit()
+    deleted: list[int] = []
+    deleting = threading.Thread(
+        target=lambda: deleted.append(client.delete(f"/webhooks/{webhook['webhook_id']}").status_code)
+    )
+    try:
+        deleting.start()
+        with app.app_context():
+            asleep = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()"
+            )
+            wait_for(lambda: db.session.scalar(asleep), 10, "the delete to be under way")
+            tasks.write_result(task_id, "multiply", "finished", result=42.0)
+        deleting.join()
+    finally:
+        with app.app_context():
+            db.session.execute(text("DROP TRIGGER test_hold_delete ON webhooks; DROP FUNCTION test_hold_delete()"))
+            db.session.commit()
+    assert deleted == [204]
+    assert row(app, task_id).result == 42.0
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
 
 
 def test_an_ended_task_is_delivered_whatever_redis_forgets(
