@@ -42,7 +42,9 @@ SCRAPE_TASKS = 100_000
 STREAMS = 50  # event streams open at once, on STREAMED_TASKS running tasks that report progress
 STREAMED_TASKS = 5
 RECEIVER_PORT = 5193
-WEBHOOK_RUNS = 2 * RUNS + 1
+# Runs of the figures that seek a difference smaller than the machine's own from one run to the next: each in turn
+# with its baseline, more of them than the rest.
+PAIRED_RUNS = 2 * RUNS + 1
 TICK = 1 / os.sysconf("SC_CLK_TCK")  # seconds of CPU in each unit that /proc counts in
 # A short run: a SEIR simulation of about 20 ms of one core (each run of the sweep draws its own seed).
 SWEEP_PARAMS = {"population": 100_000, "initial_infected": 10, "r0": 2.5, "incubation_days": 4, "infectious_days": 6,
@@ -577,10 +579,9 @@ def main() -> None:
 
     drains = {who: [drain(who, DRAIN_JOBS) for _ in range(RUNS)] for who in DRAINS}
     ours = drains.pop("service")
-    # In turn, so that each meets the same machine; more runs than the rest, as the difference sought is smaller
-    # than the machine's own from one run to the next.
+    # In turn, so that each meets the same machine (PAIRED_RUNS).
     bare, written, sent = [], [], []
-    for _ in range(WEBHOOK_RUNS):
+    for _ in range(PAIRED_RUNS):
         bare.append(drain("service", DRAIN_JOBS))
         written.append(drain("service", DRAIN_JOBS, webhook="written"))
         sent.append(drain("service", DRAIN_JOBS, webhook="sent"))
@@ -589,7 +590,7 @@ def main() -> None:
         ("each delivered by a clock on the same cores to a local receiver", sent),
     ):
         for figure, key in (("jobs/s", "rate"), ("the machine's CPU per job, every process's (ms)", "machine_ms")):
-            name = f"drain of {DRAIN_JOBS} one-row jobs, {what}: {figure}, against no webhook, {WEBHOOK_RUNS} runs"
+            name = f"drain of {DRAIN_JOBS} one-row jobs, {what}: {figure}, against no webhook, {PAIRED_RUNS} runs"
             figures[name] = ([d[key] for d in drained], [d[key] for d in bare])
     for counted, key in (("first row to last", "rate"), ("worker start to last row", "from_start")):
         for who, theirs in drains.items():
@@ -607,12 +608,12 @@ def main() -> None:
         sweeps = [sweep_efficiency(SWEEP_RUNS) for _ in range(RUNS)]
         sweep_gets, memory_before, memory_after = big_sweep(BIG_SWEEP_RUNS)
         scrapes = scrape(SCRAPE_TASKS)
-        streamed = streams(f"http://127.0.0.1:{web_port}", RUNS)
+        streamed = streams(f"http://127.0.0.1:{web_port}", PAIRED_RUNS)
         pages = page(f"http://127.0.0.1:{web_port}", RUNS)
     finally:
         stop(web)
     for name, key in (("submit, POST /multiply", "post"), ("poll, GET of a pending task", "poll")):
-        figures[f"{name} (req/s) with {STREAMS} event streams open, against none"] = (
+        figures[f"{name} (req/s) with {STREAMS} event streams open, against none, {PAIRED_RUNS} runs"] = (
             streamed[key],
             streamed[f"{key}_bare"],
         )
