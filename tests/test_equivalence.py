@@ -37,6 +37,7 @@ import scripts
 from core import QUEUE_NAMES
 from recovery import ALIVE_PREFIX, Watchman
 from scripts import Scripts
+from tasks import ProgressReporter
 from tests.conftest import (
     DASHBOARD_PASSWORD,
     TEST_REDIS_URL,
@@ -306,6 +307,21 @@ def test_our_worker_leaves_the_state_rqs_simple_worker_leaves(app: Flask, name: 
     theirs = play(app, SCENARIOS[name], rq_worker(app))
     ours = play(app, SCENARIOS[name], our_worker(app))
     assert ours == theirs
+
+
+def test_progress_is_written_as_rqs_save_meta_writes_it_but_never_to_a_job_redis_lost(app: Flask) -> None:
+    redis = app.extensions["redis"]
+    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+    ours, theirs = (queue.enqueue(multiply, 1, 2, meta={"type": "multiply"}) for _ in range(2))
+    ProgressReporter(ours).report(40, "day 4")
+    theirs.meta["progress"] = {"percent": 40, "message": "day 4"}
+    theirs.save_meta()  # RQ's own
+    assert redis.hget(ours.key, "meta") == redis.hget(theirs.key, "meta")
+    assert Job.fetch(ours.id, connection=redis, serializer=JSONSerializer).get_meta() == theirs.get_meta()
+    redis.delete(ours.key, theirs.key)  # as a FLUSHALL loses them
+    ProgressReporter(ours).report(50)
+    theirs.save_meta()
+    assert (redis.exists(ours.key), redis.hkeys(theirs.key)) == (0, [b"meta"])  # RQ's makes a hash of meta alone
 
 
 def test_the_comparison_sees_a_difference(app: Flask) -> None:
