@@ -127,7 +127,8 @@ class Webhook(db.Model):  # type: ignore[name-defined]  # mypy takes no attribut
 
 class Delivery(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
     """One event for one webhook: the outbox. A trigger on `results` writes it in the transaction that records the
-    task's end (migration 0004), and the clock sends it until it is delivered or its retries are spent."""
+    task's end (migration 0004), and the clock sends it until it is delivered or its retries are spent. No foreign
+    key to its webhook (migration 0005): deleting a webhook deletes its deliveries (webhooks.delete_webhook)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -137,7 +138,7 @@ class Delivery(db.Model):  # type: ignore[name-defined]  # mypy takes no attribu
     )
 
     delivery_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # its webhook-id is msg_<hex>
-    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.webhook_id", ondelete="CASCADE"))
+    webhook_id: Mapped[uuid.UUID]
     event: Mapped[str] = mapped_column(Text)
     task_id: Mapped[uuid.UUID | None]  # a task event's task
     sweep_id: Mapped[uuid.UUID | None]  # sweep.finished's sweep

@@ -34,7 +34,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import urllib3
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Interval, bindparam, case, func, select, text, update
+from sqlalchemy import Interval, bindparam, case, delete, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook as Signer
 from werkzeug.exceptions import BadRequest, NotFound
@@ -169,10 +169,12 @@ def delete_webhook(webhook_id: uuid.UUID) -> None:
     """Delete a webhook and, with it, its deliveries: those not yet delivered are never sent (one under way ends).
 
     The table is locked first, against every reader, for the moment the delete takes: a task's end recorded meanwhile
-    waits, and then no longer sees the webhook. Without the lock, an end whose statement began while the delete was
-    not yet committed saw the webhook, and its delivery's foreign key then failed the end's own write."""
+    waits, and then no longer sees the webhook; one already under way holds the table, and so has committed its
+    delivery before the delete reads them. Without the lock, an end whose statement began while the delete was not
+    yet committed wrote a delivery for a webhook gone: never sent, and pending for good."""
     db.session.execute(text("LOCK TABLE webhooks IN ACCESS EXCLUSIVE MODE"))  # before reading: no lock upgrade
     db.session.delete(_get(webhook_id))
+    db.session.execute(delete(Delivery).where(Delivery.webhook_id == webhook_id))
     db.session.commit()
     log.info("webhook %s deleted, with its deliveries", webhook_id)
 
@@ -235,7 +237,8 @@ class Attempt:
 DUE = (
     select(Delivery.delivery_id, Delivery.webhook_id, Delivery.event, Delivery.task_id, Delivery.sweep_id,
            Delivery.payload, Delivery.attempts, Delivery.created_at, Webhook.url, Webhook.secret)
-    .join(Webhook).where(Delivery.outcome == "pending", Delivery.next_attempt_at <= func.now())
+    .join(Webhook, Webhook.webhook_id == Delivery.webhook_id)
+    .where(Delivery.outcome == "pending", Delivery.next_attempt_at <= func.now())
     .order_by(Delivery.next_attempt_at).limit(bindparam("room")).with_for_update(of=Delivery, skip_locked=True)
 )  # fmt: skip
 # A delivery claimed for an attempt, its body kept (made now, at its first attempt, or before).

@@ -318,6 +318,45 @@ def drain(who: str, jobs: int, webhook: str = "") -> dict:
     return figures
 
 
+def end_cost(webhook: bool, ends: int = 3000) -> float:
+    """Postgres CPU (µs) per task end written as a worker writes it (tasks.STORE_FINISHED: one statement in
+    autocommit, with its triggers), from two connections at once as the drain's two workers write; with `webhook`, a
+    webhook takes every task.finished. The backends' own CPU, read from /proc: a cost that the drain's figures, which
+    move by 10% from run to run, cannot make out when it is a few per cent of a job's."""
+    from sqlalchemy.dialects import postgresql
+
+    from tasks import STORE_FINISHED
+
+    reset()
+    if webhook:
+        sql("INSERT INTO webhooks VALUES (gen_random_uuid(), %s, '[\"task.finished\"]', %s, now())",
+            (f"http://127.0.0.1:{RECEIVER_PORT}/hooks", "whsec_" + "A" * 32))  # fmt: skip
+    statement = str(STORE_FINISHED.compile(dialect=postgresql.dialect()))
+    connections = [psycopg2.connect(DATABASE) for _ in range(2)]
+    for connection in connections:
+        connection.autocommit = True
+
+    def write(connection) -> None:
+        with connection.cursor() as cursor:
+            for _ in range(ends):
+                now = datetime.now(UTC).isoformat()
+                values = {"task_id": str(uuid.uuid4()), "type": "multiply", "status": "finished", "result": "6",
+                          "error": None, "started_at": now, "ended_at": now}  # fmt: skip
+                cursor.execute(statement, values)
+
+    backends = [connection.get_backend_pid() for connection in connections]
+    before = sum(cpu_seconds(pid) for pid in backends)
+    writers = [threading.Thread(target=write, args=[connection]) for connection in connections]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    spent = sum(cpu_seconds(pid) for pid in backends) - before
+    for connection in connections:
+        connection.close()
+    return 1e6 * spent / (len(connections) * ends)
+
+
 def latency(samples: int = 200) -> list[float]:
     """Milliseconds from POST to the row, one task at a time, with an idle worker."""
     reset()
@@ -585,6 +624,12 @@ def main() -> None:
         bare.append(drain("service", DRAIN_JOBS))
         written.append(drain("service", DRAIN_JOBS, webhook="written"))
         sent.append(drain("service", DRAIN_JOBS, webhook="sent"))
+    ends = ([], [])
+    for _ in range(PAIRED_RUNS):
+        ends[0].append(end_cost(webhook=True))
+        ends[1].append(end_cost(webhook=False))
+    figures[f"a task's end written as a worker writes it (2 connections), a webhook taking it: Postgres CPU per end "
+            f"(µs), against no webhook, {PAIRED_RUNS} runs"] = ends  # fmt: skip
     for what, drained in (
         ("each end's webhook delivery written (the clock elsewhere)", written),
         ("each delivered by a clock on the same cores to a local receiver", sent),
@@ -654,6 +699,11 @@ def main() -> None:
     lines.append(
         f"| drain of {DRAIN_JOBS} jobs with a webhook: first row → last delivery (s) | {spread(delivered)} | | |"
     )
+    added = statistics.median(ends[0]) - statistics.median(ends[1])
+    per_job = 1000 * statistics.median(d["machine_ms"] for d in bare)
+    share = f"{added:.0f} / {per_job:.0f}: {100 * added / per_job:.1f}%"
+    lines.append(f"| what a webhook adds to a drained job's cost: the end's added Postgres CPU over the machine's CPU "
+                 f"per job without one (µs) | {share} | | |")  # fmt: skip
     lines.append(
         f"| the page's first load: kB transferred; ms to interactive (DOMContentLoaded) | "
         f"{spread([p['transferred_kB'] for p in pages])}; {spread([p['interactive_ms'] for p in pages])} | | |"
