@@ -6,9 +6,10 @@ whatever Redis forgets. The clock process runs the Dispatcher: it claims due del
 never send one at once, and one whose sender died is sent again), POSTs each as Standard Webhooks sign them from a few
 threads of its own (a slow receiver delays only its own deliveries, and never a task), and records what came back: a
 2xx within TIMEOUT_SECONDS delivers it; anything else is tried again on the WEBHOOK_RETRY_SECONDS schedule, under the
-same webhook-id, until the schedule is spent. While jobs wait in a task queue it claims deliveries only once a second,
-so that they take little from the workers behind them. A receiver's address is checked when the webhook is made and
-again at each attempt, after DNS, and the attempt connects to the address checked; redirects are never followed.
+same webhook-id, until the schedule is spent. While jobs wait in a task queue it claims only a few deliveries a
+second, so that they take little from the workers behind them. A receiver's address is checked when the webhook is
+made and again at each attempt, after DNS, and the attempt connects to the address checked; redirects are never
+followed.
 
 Shared by the HTTP API (app.py) and the clock (clock.py). Imports core, schemas, lifecycle and sweeps; its errors are
 werkzeug HTTP exceptions.
@@ -52,9 +53,11 @@ LEASE_SECONDS = 30
 SENDERS = 16  # attempts under way at once, each in a thread of its own
 NICENESS = 19  # the dispatcher's threads': behind the other threads of their scheduling group (see Dispatcher)
 LOOK_SECONDS = 0.5  # how often the dispatcher looks for due deliveries while it has none under way
-# While jobs wait in a task queue, deliveries are claimed at most once in this long (a batch of up to 2 * SENDERS):
-# the workers are behind, and a delivery's CPU (the clock's, Postgres's, the receiver's) would be taken from them.
+# While jobs wait in a task queue, at most PACED_BATCH deliveries are claimed in PACE_SECONDS: the workers are behind,
+# and a delivery's CPU (the clock's, Postgres's, the receiver's) would be taken from them. Ends of minute-long tasks
+# come far more slowly than that; a burst of short ones has the rest of its deliveries once the queues are empty.
 PACE_SECONDS = 1.0
+PACED_BATCH = 8
 GATHER_SECONDS = 0.05  # outcomes that come this soon after another are recorded with it, in one statement
 MAX_ANSWER_BYTES = 65_536  # of a receiver's answer's body, read (and dropped) so that its connection can serve again
 USER_AGENT = "longjobs-webhooks"
@@ -285,8 +288,8 @@ def _jobs_waiting() -> bool:
 class Dispatcher:
     """Sends due deliveries, up to SENDERS at once, and records each attempt's outcome (see the module's docstring).
 
-    While jobs wait in a task queue, it claims deliveries at most once every PACE_SECONDS, and catches up once the
-    queues are empty: where the clock shares the workers' machine, what deliveries cost there would slow the workers
+    While jobs wait in a task queue, it claims at most PACED_BATCH deliveries every PACE_SECONDS, and catches up once
+    the queues are empty: where the clock shares the workers' machine, what deliveries cost there would slow the workers
     down, and a nice value does not stop that. Its threads run at the lowest CPU priority, but that ranks them only
     behind the processes they share a scheduling group with: on Linux with autogroups (sched(7)), processes of
     different sessions (as honcho starts each) share the CPU as equals whatever their nice values."""
@@ -310,11 +313,12 @@ class Dispatcher:
                 try:
                     with self.app.app_context():
                         if not stop.is_set() and under_way <= SENDERS and time.monotonic() >= paced_until:
-                            claimed = self.claim(2 * SENDERS - under_way)
-                            for attempt in claimed:
+                            paced = _jobs_waiting()
+                            room = (PACED_BATCH if paced else 2 * SENDERS) - under_way
+                            for attempt in self.claim(room) if room > 0 else []:
                                 senders.submit(self._send_into, attempt, ended)
                                 under_way += 1
-                            if claimed and _jobs_waiting():
+                            if paced:
                                 paced_until = time.monotonic() + PACE_SECONDS
                         if not under_way:
                             stop.wait(LOOK_SECONDS)

@@ -278,7 +278,7 @@ def drain(who: str, jobs: int, webhook: str = "") -> dict:
     started (for Dramatiq and Huey, of their parent process only: leave those out). With `webhook`, a webhook takes
     every task.finished: "written", its deliveries are written (as when the clock runs on a machine of its own);
     "sent", the clock sends them to a local receiver meanwhile, on the same cores: then also the seconds from the
-    first row to the last delivery."""
+    first row to the last delivery, and the clock's and the receiver's CPU per job while the workers drained."""
     reset()
     _, fill, command, workers = DRAINS[who]
     table, column = ("results", "ended_at") if who == "service" else ("bench_rows", "created_at")
@@ -298,8 +298,10 @@ def drain(who: str, jobs: int, webhook: str = "") -> dict:
             # CPU is counted from the first row on, so that start-up (imports, connections) is left out.
             done_before = wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0], timeout=60)
             cpu_before = sum(cpu_seconds(worker_pid(process)) for process in processes)
+            sending_before = sum(cpu_seconds(process.pid) for process in sending)
             wait(lambda: sql(f"SELECT count(*) FROM {table}")[0][0] >= jobs, timeout=600)
             cpu = sum(cpu_seconds(worker_pid(process)) for process in processes) - cpu_before
+            sending_cpu = sum(cpu_seconds(process.pid) for process in sending) - sending_before
             rss = [rss_mb(worker_pid(process)) for process in processes]
             time.sleep(0.05)  # a sample after the last row
         if webhook == "sent":
@@ -315,6 +317,7 @@ def drain(who: str, jobs: int, webhook: str = "") -> dict:
     if webhook == "sent":
         delivered = sql("SELECT max(delivered_at) FROM webhook_deliveries")[0][0]
         figures["delivered_after"] = (delivered - times[0]).total_seconds()
+        figures["sending_ms"] = 1000 * sending_cpu / (jobs - done_before)
     return figures
 
 
@@ -618,16 +621,17 @@ def main() -> None:
 
     drains = {who: [drain(who, DRAIN_JOBS) for _ in range(RUNS)] for who in DRAINS}
     ours = drains.pop("service")
-    # In turn, so that each meets the same machine (PAIRED_RUNS).
-    bare, written, sent = [], [], []
-    for _ in range(PAIRED_RUNS):
-        bare.append(drain("service", DRAIN_JOBS))
-        written.append(drain("service", DRAIN_JOBS, webhook="written"))
-        sent.append(drain("service", DRAIN_JOBS, webhook="sent"))
-    ends = ([], [])
-    for _ in range(PAIRED_RUNS):
-        ends[0].append(end_cost(webhook=True))
-        ends[1].append(end_cost(webhook=False))
+    # In turn, so that each meets the same machine (PAIRED_RUNS), and in the other order every other time: the
+    # machine's speed drifts over minutes, which would favour whichever came first.
+    modes: dict[str, list[dict]] = {"": [], "written": [], "sent": []}
+    ends: tuple[list[float], list[float]] = ([], [])
+    for n in range(PAIRED_RUNS):
+        for mode in list(modes)[:: 1 if n % 2 else -1]:
+            modes[mode].append(drain("service", DRAIN_JOBS, webhook=mode))
+        for webhook in (True, False)[:: 1 if n % 2 else -1]:
+            ends[0 if webhook else 1].append(end_cost(webhook))
+    bare, written, sent = modes.values()
+    per_job = 1000 * statistics.median(d["machine_ms"] for d in bare)  # µs, the machine's, without a webhook
     figures[f"a task's end written as a worker writes it (2 connections), a webhook taking it: Postgres CPU per end "
             f"(µs), against no webhook, {PAIRED_RUNS} runs"] = ends  # fmt: skip
     for what, drained in (
@@ -699,11 +703,14 @@ def main() -> None:
     lines.append(
         f"| drain of {DRAIN_JOBS} jobs with a webhook: first row → last delivery (s) | {spread(delivered)} | | |"
     )
-    added = statistics.median(ends[0]) - statistics.median(ends[1])
-    per_job = 1000 * statistics.median(d["machine_ms"] for d in bare)
-    share = f"{added:.0f} / {per_job:.0f}: {100 * added / per_job:.1f}%"
-    lines.append(f"| what a webhook adds to a drained job's cost: the end's added Postgres CPU over the machine's CPU "
-                 f"per job without one (µs) | {share} | | |")  # fmt: skip
+    for what, cost in (
+        ("what a webhook adds to a drained job: its end's added Postgres CPU",
+         statistics.median(ends[0]) - statistics.median(ends[1])),
+        ("what sending took meanwhile, on the same cores: the clock's and the receiver's CPU per drained job",
+         1000 * statistics.median(d["sending_ms"] for d in sent)),
+    ):  # fmt: skip
+        lines.append(f"| {what}, over the machine's CPU per job without a webhook (µs) | {cost:.0f} / {per_job:.0f}: "
+                     f"{100 * cost / per_job:.1f}% | | |")  # fmt: skip
     lines.append(
         f"| the page's first load: kB transferred; ms to interactive (DOMContentLoaded) | "
         f"{spread([p['transferred_kB'] for p in pages])}; {spread([p['interactive_ms'] for p in pages])} | | |"

@@ -201,14 +201,15 @@ def test_deliveries_to_a_receiver_share_a_connection_for_each_sender(
 def test_while_jobs_wait_deliveries_are_paced_and_catch_up_once_the_queues_are_empty(
     app: Flask, client: FlaskClient, receiver: Receiver, run_worker
 ) -> None:
-    batch = 2 * webhooks.SENDERS  # claimed at once
+    batch = webhooks.PACED_BATCH  # claimed each PACE_SECONDS while jobs wait
     webhook = register(client, receiver.url, "task.finished")
     tasks = {submit(client, x=n, y=1) for n in range(3 * batch)}
     run_worker(app)
     waiting = submit(client, x=1, y=2)  # no worker takes it yet: the workers are behind
     started = time.monotonic()
     with dispatching(app):
-        # One batch at first; the next PACE_SECONDS after it at the soonest (unpaced, all are sent in a blink).
+        # One batch at first; the next PACE_SECONDS after it at the soonest (unpaced, 2 * SENDERS at once, and all in
+        # a blink)
         time.sleep(max(0.0, started + 0.9 * webhooks.PACE_SECONDS - time.monotonic()))
         assert len(receiver.requests) <= batch
         wait_for(lambda: len(receiver.requests) > batch, 30, "the next batch, while the job waits")
