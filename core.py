@@ -128,7 +128,7 @@ class Webhook(db.Model):  # type: ignore[name-defined]  # mypy takes no attribut
 class Delivery(db.Model):  # type: ignore[name-defined]  # mypy takes no attribute as a base (mypy#8603)
     """One event for one webhook: the outbox. A trigger on `results` writes it in the transaction that records the
     task's end (migration 0004), and the clock sends it until it is delivered or its retries are spent. No foreign
-    key to its webhook (migration 0005): deleting a webhook deletes its deliveries (webhooks.delete_webhook)."""
+    key to its webhook (migration 0005): a trigger deletes a webhook's deliveries with it."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (

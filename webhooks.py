@@ -35,7 +35,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import urllib3
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Interval, bindparam, case, delete, func, select, text, update
+from sqlalchemy import Interval, bindparam, case, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook as Signer
 from werkzeug.exceptions import BadRequest, NotFound
@@ -171,13 +171,13 @@ def list_webhooks() -> list[WebhookView]:
 def delete_webhook(webhook_id: uuid.UUID) -> None:
     """Delete a webhook and, with it, its deliveries: those not yet delivered are never sent (one under way ends).
 
-    The table is locked first, against every reader, for the moment the delete takes: a task's end recorded meanwhile
-    waits, and then no longer sees the webhook; one already under way holds the table, and so has committed its
-    delivery before the delete reads them. Without the lock, an end whose statement began while the delete was not
-    yet committed wrote a delivery for a webhook gone: never sent, and pending for good."""
+    The deliveries go with it by a trigger (migration 0005). The table is locked first, against every reader, for the
+    moment the delete takes: a task's end recorded meanwhile waits, and then no longer sees the webhook; one already
+    under way holds the table, and so has committed its delivery before the trigger deletes them. Without the lock, an
+    end whose statement began while the delete was not yet committed wrote a delivery for a webhook gone: never sent,
+    and pending for good."""
     db.session.execute(text("LOCK TABLE webhooks IN ACCESS EXCLUSIVE MODE"))  # before reading: no lock upgrade
     db.session.delete(_get(webhook_id))
-    db.session.execute(delete(Delivery).where(Delivery.webhook_id == webhook_id))
     db.session.commit()
     log.info("webhook %s deleted, with its deliveries", webhook_id)
 
