@@ -273,6 +273,12 @@ def row_times(table: str, column: str) -> list[datetime]:
     return [row[0] for row in sql(f"SELECT {column} FROM {table} ORDER BY {column}")]
 
 
+def add_webhook() -> None:
+    """A webhook that takes every task.finished, sent to the bench's receiver."""
+    sql("INSERT INTO webhooks VALUES (gen_random_uuid(), %s, '[\"task.finished\"]', %s, now())",
+        (f"http://127.0.0.1:{RECEIVER_PORT}/hooks", "whsec_" + "A" * 32))  # fmt: skip
+
+
 def drain(who: str, jobs: int, webhook: str = "") -> dict:
     """Jobs per second from the first row to the last, with queue pre-filled; CPU and memory of the processes
     started (for Dramatiq and Huey, of their parent process only: leave those out). With `webhook`, a webhook takes
@@ -286,8 +292,7 @@ def drain(who: str, jobs: int, webhook: str = "") -> dict:
     started = datetime.now(UTC)
     sending = []
     if webhook:
-        sql("INSERT INTO webhooks VALUES (gen_random_uuid(), %s, '[\"task.finished\"]', %s, now())",
-            (f"http://127.0.0.1:{RECEIVER_PORT}/hooks", "whsec_" + "A" * 32))  # fmt: skip
+        add_webhook()
     if webhook == "sent":
         sending = [start(["python", "-m", "bench.receiver", str(RECEIVER_PORT)]), start(["python", "clock.py"])]
         for process in sending:  # up and idle, as a clock is that has run a while: its start-up is no delivery's cost
@@ -332,8 +337,7 @@ def end_cost(webhook: bool, ends: int = 3000) -> float:
 
     reset()
     if webhook:
-        sql("INSERT INTO webhooks VALUES (gen_random_uuid(), %s, '[\"task.finished\"]', %s, now())",
-            (f"http://127.0.0.1:{RECEIVER_PORT}/hooks", "whsec_" + "A" * 32))  # fmt: skip
+        add_webhook()
     statement = str(STORE_FINISHED.compile(dialect=postgresql.dialect()))
     connections = [psycopg2.connect(DATABASE) for _ in range(2)]
     for connection in connections:
