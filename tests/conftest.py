@@ -62,6 +62,8 @@ def service_env(**overrides: str) -> dict[str, str]:
         "MODELS_DIR": models_dir(),
         # `make test` runs the worker's tests a second time on RQ's own code paths (WORKER_FAST_PATH=off).
         "WORKER_FAST_PATH": os.environ.get("WORKER_FAST_PATH", "on"),
+        # The flask CLI would read a developer's .env (python-dotenv) into the tests' processes.
+        "FLASK_SKIP_DOTENV": "1",
     }
     return env | overrides
 
