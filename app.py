@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Worker
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.datastructures import WWWAuthenticate
@@ -44,7 +43,7 @@ import metrics
 import sweeps
 import webhooks
 from catalog import Model
-from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, load_settings, task_timeouts
+from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, live_workers, load_settings, task_timeouts
 from dashboard import mount_dashboard
 from schemas import (
     TERMINAL_STATUSES,
@@ -405,7 +404,7 @@ def health():
         policy = redis.info("memory").get("maxmemory_policy")
         if policy != "noeviction":  # an evicting Redis drops queued jobs to make room
             report.redis = Check(ok=False, error=f"maxmemory-policy is {policy}; Redis must run with noeviction")
-        report.workers = Worker.count(connection=redis)
+        report.workers = len(live_workers(redis))
         report.queues = {name: queues[name].count for name in QUEUE_NAMES}
         report.failed = sum(queues[name].failed_job_registry.count for name in QUEUE_NAMES)
     except RedisError as exc:

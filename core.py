@@ -5,7 +5,7 @@ Imports nothing of ours. Nothing here connects, reads the environment or builds 
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -16,8 +16,9 @@ from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue
+from rq import Queue, Worker
 from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, SmallInteger, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -37,6 +38,9 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 # when Redis may only have been slow and runs it twice (a job queued twice). Whoever calls knows whether a
 # command may be sent again; redis-py does not. (redis-py retries 3 times unless told otherwise.)
 REDIS_RETRY = Retry(NoBackoff(), retries=0)
+# A worker whose heartbeat is older is not counted (/health, /metrics, the dashboard): its host is gone. Its record
+# stays in RQ's registry until it expires, which can be long after (RQ's TTL lasts a job's timeout).
+WORKER_SILENT_SECONDS = 60
 
 
 class Base(DeclarativeBase):
@@ -281,15 +285,26 @@ def task_timeouts(environ: Mapping[str, str], declared: Mapping[str, int | None]
     return {name: _whole_number(environ, f"{name.upper()}_TIMEOUT", own or default) for name, own in declared.items()}
 
 
+def connect_redis(url: str) -> Redis:
+    """A Redis client for the service's Redis (REDIS_URL as load_settings gives it); connects lazily."""
+    return Redis.from_url(
+        url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS, socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        retry=REDIS_RETRY,
+    )  # fmt: skip
+
+
+def live_workers(redis: Redis) -> list[BaseWorker]:
+    """RQ's workers, less those silent for over WORKER_SILENT_SECONDS (each live one beats every few seconds, busy
+    or idle: recovery.Watchman)."""
+    since = datetime.now(UTC) - timedelta(seconds=WORKER_SILENT_SECONDS)
+    workers = Worker.all(connection=redis, serializer=JSONSerializer)
+    return [worker for worker in workers if worker.last_heartbeat is not None and worker.last_heartbeat >= since]
+
+
 def init_app(app: Flask) -> None:
     """Attach the database, migrations, the Redis client and the queues to an app; connects lazily."""
     db.init_app(app)
     migrate.init_app(app, db)
-    redis = Redis.from_url(
-        app.config["REDIS_URL"],
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        retry=REDIS_RETRY,
-    )
+    redis = connect_redis(app.config["REDIS_URL"])
     app.extensions["redis"] = redis
     app.extensions["queues"] = {name: Queue(name, connection=redis, serializer=JSONSerializer) for name in QUEUE_NAMES}

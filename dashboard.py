@@ -3,7 +3,7 @@ state-changing actions refused unless they come from its own pages, and nothing 
 unescaped (its job page shows a job's fields as HTML; a model's result, error and progress messages may
 carry client text).
 
-Imports nothing of ours; app.py mounts it.
+Imports core (for live_workers); app.py mounts it.
 """
 
 import hmac
@@ -14,13 +14,14 @@ import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, current_app, request
 from flask.typing import ResponseReturnValue
-from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import requeue_job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
+
+from core import live_workers
 
 DASHBOARD_PREFIX = "/rq"
 # rq-dashboard's endpoints that change state (requeue_all and the others accept GET too).
@@ -107,10 +108,10 @@ def escaped_job_info(view: Any) -> Any:
 
 
 def list_workers(instance_number: int) -> ResponseReturnValue:
-    """rq-dashboard's workers data, with each one's current job read on the JSON serializer (its own reads it
-    with pickle and fails while a job runs)."""
+    """rq-dashboard's workers data, of the live workers (core.live_workers), with each one's current job read on
+    the JSON serializer (its own reads it with pickle and fails while a job runs)."""
     workers = []
-    for worker in Worker.all(connection=current_app.extensions["redis"], serializer=JSONSerializer):
+    for worker in live_workers(current_app.extensions["redis"]):
         job = worker.get_current_job()
         current = "idle" if job is None else {"job_id": job.id, "description": html.escape(job.description or ""),
                                               "created_at": rq_dashboard.web.serialize_date(job.created_at),

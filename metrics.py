@@ -13,10 +13,9 @@ from flask import current_app
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from rq import Worker
 from sqlalchemy import func, select
 
-from core import QUEUE_NAMES, Delivery, MetricTotal, db
+from core import QUEUE_NAMES, Delivery, MetricTotal, db, live_workers
 
 # Seconds; a task runs from well under a second (multiply) to tens of minutes (a large simulation). Migration 0004
 # buckets each duration by these bounds as it is counted.
@@ -78,7 +77,7 @@ class ServiceCollector(Collector):
         for name, count in zip(QUEUE_NAMES, replies[0::2], strict=True):
             depth.add_metric([name], count)
         yield depth
-        yield GaugeMetricFamily("longjobs_workers", "Workers alive", value=Worker.count(connection=redis))
+        yield GaugeMetricFamily("longjobs_workers", "Workers alive", value=len(live_workers(redis)))
         yield GaugeMetricFamily("longjobs_failed_jobs", "Jobs in the failed registries (the dead-letter queue)",
                                 value=sum(replies[1::2]))  # fmt: skip
 

@@ -43,6 +43,8 @@ SWEEP_LOCK = "longjobs:sweep-lock"
 CRASHES_PREFIX = "longjobs:crashes:"  # how many worker processes died running a job, by task id
 CRASHES_KEPT_SECONDS = 7 * 24 * 3600
 MAX_CRASHES = 3  # a job that kills its worker process this many times fails, rather than take every worker down
+# The watchman beats at least this often, well within core.WORKER_SILENT_SECONDS: past that, a worker is not counted.
+MAX_BEAT_SECONDS = 15
 
 
 def count_crash(task_id: str) -> None:
@@ -62,7 +64,7 @@ class Watchman(threading.Thread):
         self.app, self.worker = app, worker
         self.redis = app.extensions["redis"]
         self.liveness = app.config["WORKER_LIVENESS_SECONDS"]
-        self.interval = self.liveness / 4
+        self.interval = min(self.liveness / 4, MAX_BEAT_SECONDS)
         self.missing_since: dict[uuid.UUID, float] = {}
         self.unlisted_since: dict[str, float] = {}
         self.stopped = threading.Event()
@@ -83,10 +85,15 @@ class Watchman(threading.Thread):
                 return
 
     def beat(self) -> None:
-        """Mark the worker alive, naming its task; register it again if Redis lost its record."""
+        """Mark the worker alive, naming its task, and beat its RQ record (RQ's worker beats only between jobs, so a
+        busy one would look silent: core.live_workers); register it again if Redis lost its record."""
         running = self.worker.get_current_job_id() or ""
         self.redis.set(f"{ALIVE_PREFIX}{self.worker.name}", running, ex=self.liveness)
-        if self.worker.get_state() != "starting" and not self.redis.exists(self.worker.key):
+        if self.worker.get_state() == "starting":
+            return
+        if self.redis.exists(self.worker.key):
+            self.worker.heartbeat()
+        else:
             self.worker.register_birth()
 
     def sweep(self) -> None:

@@ -1,6 +1,6 @@
 """The supervisor of the worker process: `python worker.py` runs the worker under supervise(), which forks it
 once the modules are imported and starts a fresh one when a job kills it or it retires; what a dead worker
-process leaves running ends with it.
+process leaves running ends with it, and its record in Redis goes at once (RQ's worker removes its own as it stops).
 
 Imports core and catalog (the settings and the models are checked before forking); worker.py imports this.
 """
@@ -18,8 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.serializers import JSONSerializer
+
 import catalog
-from core import load_settings
+from core import connect_redis, load_settings
 
 log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_SECONDS = 30
@@ -27,15 +31,17 @@ PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux
 RETIRED = 3  # the exit status of a worker process that stopped to be replaced (over WORKER_MAX_MEMORY_MB)
 JOB_ID_BYTES = 48
 GROUP = struct.Struct("q")
+WORKER_NAME_BYTES = 64
 
 
 class RunningJob:
-    """The id of the job a worker process runs now, and the process group of the R process it runs (if any), in
-    memory shared with supervise(), which outlives it: a job still named there when the process died is the one
-    that killed it, and what it left running is killed then. Job ids are 36 characters here."""
+    """The id of the job a worker process runs now, the process group of the R process it runs (if any), and the
+    worker's name, in memory shared with supervise(), which outlives it: a job still named there when the process
+    died is the one that killed it, and what it left running is killed then. Job ids are 36 characters here."""
 
     def __init__(self) -> None:
-        self._memory = mmap.mmap(-1, JOB_ID_BYTES + GROUP.size)
+        self._memory = mmap.mmap(-1, JOB_ID_BYTES + GROUP.size + WORKER_NAME_BYTES)
+        self._name_at = JOB_ID_BYTES + GROUP.size
 
     def get(self) -> str:
         return self._memory[:JOB_ID_BYTES].rstrip(b"\0").decode()
@@ -46,6 +52,13 @@ class RunningJob:
     def set_group(self, group: int) -> None:
         """rscript.run names the process group it starts (0 once it is gone)."""
         GROUP.pack_into(self._memory, JOB_ID_BYTES, group)
+
+    def get_worker(self) -> str:
+        return self._memory[self._name_at :].rstrip(b"\0").decode()
+
+    def set_worker(self, name: str) -> None:
+        """The worker process names its RQ worker (RQ's names are 32 characters)."""
+        self._memory[self._name_at :] = name.encode().ljust(WORKER_NAME_BYTES, b"\0")
 
     def kill_group(self) -> None:
         """Kill what the job of a dead worker process left running."""
@@ -73,6 +86,19 @@ def kill_orphans() -> None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         log.warning("killed process %d, left running by the worker process that ended", pid)
+
+
+def forget_worker(name: str) -> None:
+    """Take a dead worker process's RQ worker out of Redis as RQ's worker does as it stops (register_death), so that
+    /health, /metrics and the dashboard stop counting it; its job is recovered as before (recovery.py)."""
+    try:
+        with connect_redis(load_settings(os.environ)["REDIS_URL"]) as redis:
+            key = f"{Worker.redis_worker_namespace_prefix}{name}"
+            if (worker := Worker.find_by_key(key, connection=redis, serializer=JSONSerializer)) is not None:
+                worker.register_death()
+                log.info("worker %s: its record is gone with its process", name)
+    except RedisError as fault:  # it stops being counted once its heartbeat is a minute old (core.live_workers)
+        log.warning("worker %s: could not remove its record: %s", name, fault)
 
 
 def supervise(serve: Callable[[RunningJob], int]) -> None:
@@ -113,6 +139,9 @@ def supervise(serve: Callable[[RunningJob], int]) -> None:
         pid, child = child, 0
         running.kill_group()
         kill_orphans()
+        if code not in (0, RETIRED) and (name := running.get_worker()):
+            forget_worker(name)
+        running.set_worker("")
         if stop.is_set() or code == 0:
             return
         if code == RETIRED:

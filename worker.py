@@ -44,8 +44,6 @@ from tasks import JobHandedBack, JobStopped
 log = logging.getLogger(__name__)
 SUSPENSION_CHECK_SECONDS = 1.0  # how soon `rq suspend` takes effect
 HEARTBEAT_SECONDS = 1.0  # RQ beats before and after every job; once a second is plenty
-HEARTBEAT_MARGIN_SECONDS = 60  # a worker's record outlives its job's timeout by this much, as RQ's does
-NO_TIMEOUT_TTL = 420  # and lasts this long while a job without a timeout runs (RQ's default worker TTL)
 MEMORY_CHECK_SECONDS = 1.0
 STOP_CHECK_SECONDS = 1  # how soon an idle worker stops on SIGTERM
 # RQ's maintenance (registry cleanup, and starting RQ's scheduler again once a Redis error ended it) runs this often;
@@ -94,6 +92,7 @@ class AppWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.app = app
         self.running_job = running or RunningJob()
+        self.running_job.set_worker(self.name)  # for the supervisor, which removes its record if the process dies
         app.extensions["running_job"] = self.running_job  # tasks.run_model names its R process group there
         self.watchman = Watchman(app, self)
         self.stop_signalled = False
