@@ -36,6 +36,7 @@ from core import Result, db
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_BIN = ROOT / ".venv" / "bin"  # requirements.txt alone, as Heroku installs it (make .venv/requirements.txt)
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://localhost/longjobs_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
 DASHBOARD_PASSWORD = "test-dashboard-password"
@@ -68,15 +69,16 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env | overrides
 
 
-def recreate_database(url: str) -> None:
-    """Drop and create the database a URL names, so migrations start from nothing."""
+def recreate_database(url: str, create: bool = True) -> None:
+    """Drop and create the database a URL names, so migrations start from nothing (or only drop it)."""
     target = make_url(url)
     admin = target.set(drivername="postgresql", database="postgres")
     conn = psycopg2.connect(admin.render_as_string(hide_password=False))
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{target.database}"')
+        if create:
+            cur.execute(f'CREATE DATABASE "{target.database}"')
     conn.close()
 
 
@@ -235,12 +237,12 @@ def procfile_command(process: str) -> str:
     raise LookupError(f"no {process!r} line in the Procfile")
 
 
-def start_process(process: str, log: Path, **env: str) -> subprocess.Popen:
+def start_process(process: str, log: Path, bin_dir: Path | None = None, **env: str) -> subprocess.Popen:
     """Start a Procfile line as Heroku does (`bash -c "exec <line>"`) in a process group of its own.
 
-    Only the packages' bin/ is put first on PATH; output goes to `log`.
+    Only the packages' bin/ (these tests', or `bin_dir`) is put first on PATH; output goes to `log`.
     """
-    environ = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | env
+    environ = os.environ | {"PATH": f"{bin_dir or Path(sys.executable).parent}:{os.environ['PATH']}"} | env
     with log.open("w") as out:
         return subprocess.Popen(
             ["bash", "-c", f"exec {procfile_command(process)}"],
@@ -289,6 +291,20 @@ def worker_process(app: Flask, tmp_path: Path, request) -> Iterator[subprocess.P
     wait_for(idle, 30, "the worker to wait for jobs")
     yield process
     stop_process(process)
+
+
+def marked_processes(mark: str) -> list[str]:
+    """The processes whose environment holds LONGJOBS_TEST_MARK=<mark> (every descendant of a process started with
+    it, whatever session or group it moved to), as "<pid> <command>"."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"LONGJOBS_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes():
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{proc.name} {command}")
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
 def stop_process(process: subprocess.Popen) -> None:

@@ -9,8 +9,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from rq import Worker
 from sqlalchemy import make_url
 
+from core import WORKER_SILENT_SECONDS, live_workers
 from tests.conftest import (
     DASHBOARD_PASSWORD,
     TEST_DATABASE_URL,
@@ -20,6 +24,7 @@ from tests.conftest import (
     start_process,
     wait_for,
 )
+from tests.test_metrics import samples
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +138,50 @@ def test_slow_clients_do_not_hold_up_the_api(web: str) -> None:
     finally:
         for client in slow:
             client.close()
+
+
+def records(app: Flask) -> tuple[list[str], list[str]]:
+    """The workers' names as RQ's registry lists them, and as the service counts them (core.live_workers)."""
+    redis = app.extensions["redis"]
+    listed = [worker.name for worker in Worker.all(connection=redis)]
+    return listed, [worker.name for worker in live_workers(redis)]
+
+
+def test_a_worker_process_that_dies_is_no_longer_counted_at_once(app: Flask, client: FlaskClient, worker_process):
+    """The supervisor removes the dead process's record as RQ's worker removes its own when it stops, and starts a
+    fresh process, counted in its turn: at no time are two counted."""
+    [worker] = Worker.all(connection=app.extensions["redis"])
+    os.kill(worker.pid, signal.SIGKILL)  # the worker process alone: its supervisor sees it die
+    counts = []
+
+    def replaced() -> bool:
+        counts.append(client.get("/health").json["workers"])
+        listed, counted = records(app)
+        return worker.name not in listed and len(counted) == 1
+
+    wait_for(replaced, 30, "a fresh worker process to take the dead one's place")
+    assert max(counts) == 1
+    assert Worker.count(connection=app.extensions["redis"]) == 1  # RQ's own count: the dead one's record is gone
+
+
+@pytest.mark.parametrize("worker_process", [{"WORKER_LIVENESS_SECONDS": "4"}], indirect=True)
+def test_a_worker_whose_host_died_is_not_counted_once_silent_for_a_minute(
+    app: Flask, client: FlaskClient, worker_process
+) -> None:
+    """A busy worker beats (its watchman), so it stays counted however long its task runs; once its whole host is
+    gone (every process SIGKILLed), it is not counted after WORKER_SILENT_SECONDS, though RQ still lists it."""
+    task_id = client.post("/multiply", json={"x": 1, "y": 2, "delay": 6}).json["task_id"]
+    wait_for(lambda: client.get(f"/tasks/{task_id}").json["status"] == "started", 30, "the task to start")
+    beats = set()
+    while client.get(f"/tasks/{task_id}").json["status"] == "started":
+        [worker] = Worker.all(connection=app.extensions["redis"])
+        beats.add(worker.last_heartbeat)
+        time.sleep(0.5)
+    assert len(beats) >= 3  # RQ's worker beats only between jobs: these are the watchman's, a second apart
+    os.killpg(worker_process.pid, signal.SIGKILL)  # the supervisor, its worker process and all they started
+    killed_at = time.monotonic()
+    assert client.get("/health").json["workers"] == 1  # silent for less than a minute: it may be slow, not dead
+    wait_for(lambda: client.get("/health").json["workers"] == 0, 90, "the dead worker to stop being counted")
+    assert time.monotonic() - killed_at > WORKER_SILENT_SECONDS - 5
+    assert records(app) == ([worker.name], [])  # its record is still there until it expires
+    assert samples(client)[("longjobs_workers",)] == 0
