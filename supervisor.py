@@ -106,7 +106,7 @@ def supervise(serve: Callable[[RunningJob], int]) -> None:
 
     The child is forked once the modules are imported, and before the app or any connection exists, so
     nothing but code crosses the fork. SIGTERM or SIGINT here goes on to the child as SIGTERM (which it
-    takes once, however often it comes: Heroku, honcho and a terminal signal both processes); this
+    takes once, however often it comes: Heroku and `make run` signal both processes); this
     process then waits for it and exits 0.
     """
     # A bad setting or a broken model file stops this process at once, rather than every child in a loop.

@@ -292,7 +292,7 @@ class Dispatcher:
     the queues are empty: where the clock shares the workers' machine, what deliveries cost there would slow the workers
     down, and a nice value does not stop that. Its threads run at the lowest CPU priority, but that ranks them only
     behind the processes they share a scheduling group with: on Linux with autogroups (sched(7)), processes of
-    different sessions (as honcho starts each) share the CPU as equals whatever their nice values."""
+    different sessions (as Heroku and `make run` start each) share the CPU as equals whatever their nice values."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app

@@ -18,6 +18,7 @@ from core import WORKER_SILENT_SECONDS, live_workers
 from tests.conftest import (
     DASHBOARD_PASSWORD,
     TEST_DATABASE_URL,
+    basic,
     procfile_command,
     recreate_database,
     service_env,
@@ -185,3 +186,5 @@ def test_a_worker_whose_host_died_is_not_counted_once_silent_for_a_minute(
     assert time.monotonic() - killed_at > WORKER_SILENT_SECONDS - 5
     assert records(app) == ([worker.name], [])  # its record is still there until it expires
     assert samples(client)[("longjobs_workers",)] == 0
+    dashboard = client.get("/rq/0/data/workers.json", headers=basic("admin", DASHBOARD_PASSWORD))
+    assert dashboard.json["workers"] == []
