@@ -36,7 +36,7 @@ r:
 	umask 077 && echo "RQ_DASHBOARD_PASSWORD=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" > $@
 
 run: $(VENV)/requirements.txt .env r
-	python local.py database
+	python -m longjobs.operations.local database
 	flask db upgrade
 	@echo
 	@echo "  The page:  http://$(HOST):$(PORT)/        (run a model, watch it, see its result)"
@@ -44,7 +44,7 @@ run: $(VENV)/requirements.txt .env r
 	@echo "  Dashboard: http://$(HOST):$(PORT)/rq     (user admin, password $$(sed -n 's/^RQ_DASHBOARD_PASSWORD=//p' .env))"
 	@echo "  Ctrl-C stops web, worker and clock: a running task gets 25 s to finish first (Ctrl-C again: at once)."
 	@echo
-	PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" exec python local.py start web worker=$(WORKERS) clock
+	PORT=$(PORT) GUNICORN_CMD_ARGS="--bind $(HOST):$(PORT)" exec python -m longjobs.operations.local start web worker=$(WORKERS) clock
 
 lint: .venv-dev/installed
 	ruff check .

@@ -36,16 +36,13 @@ from werkzeug.exceptions import (
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-import catalog
-import cli
-import lifecycle
-import metrics
-import sweeps
-import webhooks
-from catalog import Model
 from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, live_workers, load_settings, task_timeouts
-from dashboard import mount_dashboard
-from schemas import (
+from longjobs import catalog, lifecycle
+from longjobs.catalog import Model
+from longjobs.operations import cli
+from longjobs.operations.dashboard import mount_dashboard
+from longjobs.push import metrics, webhooks
+from longjobs.validation import (
     TERMINAL_STATUSES,
     Check,
     DeliveryList,
@@ -84,6 +81,7 @@ from schemas import (
     describe_errors,
     parse_json,
 )
+from longjobs.workflows import sweeps
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -13,9 +13,9 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-import sweeps
-import webhooks
 from app import create_app
+from longjobs.push import webhooks
+from longjobs.workflows import sweeps
 
 log = logging.getLogger("clock")
 TICK_SECONDS = 1.0  # how often the clock looks for due schedules

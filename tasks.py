@@ -25,9 +25,9 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from catalog import ModelFailed
 from core import AUTOCOMMIT, Result, db
-from scripts import SAVE_META
+from longjobs.catalog import ModelFailed
+from longjobs.workers.scripts import SAVE_META
 
 log = logging.getLogger(__name__)
 

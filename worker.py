@@ -33,12 +33,12 @@ from rq.suspension import is_suspended
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
-import rqinternals
 from app import LOG_FORMAT, create_app
 from core import QUEUE_NAMES
-from recovery import Watchman, count_crash
-from scripts import Call, Scripts
-from supervisor import MAX_RESTART_BACKOFF_SECONDS, RETIRED, RunningJob, supervise
+from longjobs.workers import rqinternals
+from longjobs.workers.recovery import Watchman, count_crash
+from longjobs.workers.scripts import Call, Scripts
+from longjobs.workers.supervisor import MAX_RESTART_BACKOFF_SECONDS, RETIRED, RunningJob, supervise
 from tasks import JobHandedBack, JobStopped
 
 log = logging.getLogger(__name__)

@@ -214,8 +214,9 @@ def worker_pid(process: subprocess.Popen) -> int:
 
 def fill_service_queue(jobs: int) -> None:
     """Accept `jobs` multiplications the way POST does (a tasks row, then the job), from this process."""
-    from app import create_app
     from lifecycle import submit
+
+    from app import create_app
 
     app = create_app(ENV)
     logging.getLogger("lifecycle").setLevel(logging.WARNING)  # not a line per task on the bench's output
@@ -417,7 +418,7 @@ def enkf_cost(ensemble: int, days: int) -> tuple[float, float]:
     own so that its peak is the R process's alone."""
     code = f"""
 import math, resource, time
-import rscript
+from longjobs.catalog import rscript
 from pathlib import Path
 cases = [round(150 + 120 * math.sin(2 * math.pi * day / 120)) for day in range({days})]
 params = {{"cases": cases, "population": 10_000_000, "ensemble": {ensemble}, "seed": 1}}

@@ -30,9 +30,9 @@ from redis import Redis
 from rq import Worker
 from sqlalchemy import make_url, text
 
-import lifecycle
 from app import create_app
 from core import Result, db
+from longjobs import lifecycle
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent

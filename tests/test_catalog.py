@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-import catalog
-from catalog import ModelError
+from longjobs import catalog
+from longjobs.catalog import ModelError
 from tests.conftest import ROOT, service_env, start_process
 
 GOOD_PYTHON = '''"""A model."""

@@ -33,10 +33,10 @@ from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 from rq.worker import Worker
 
-import scripts
 from core import QUEUE_NAMES
-from recovery import ALIVE_PREFIX, Watchman
-from scripts import Scripts
+from longjobs.workers import scripts
+from longjobs.workers.recovery import ALIVE_PREFIX, Watchman
+from longjobs.workers.scripts import Scripts
 from tasks import ProgressReporter
 from tests.conftest import (
     DASHBOARD_PASSWORD,

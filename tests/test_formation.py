@@ -170,8 +170,8 @@ def test_local_stops_every_process_on_ctrl_c_after_its_output_pipe_closed_and_gi
     release = start_process("release", tmp_path / "release.log", bin_dir=RUNTIME_BIN, **formation_env)
     assert release.wait(timeout=60) == 0
     environ = os.environ | formation_env | {"PATH": f"{RUNTIME_BIN}:{os.environ['PATH']}"}
-    local = subprocess.Popen([RUNTIME_BIN / "python", "local.py", "start", "web", "worker=2", "clock"], cwd=ROOT,
-                             env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    command = [RUNTIME_BIN / "python", "-m", "longjobs.operations.local", "start", "web", "worker=2", "clock"]
+    local = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{formation_env['PORT']}"
     try:
         assert local.stdout is not None

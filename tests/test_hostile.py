@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-import catalog
-from schemas import InvalidRequest, parse_json
+from longjobs import catalog
+from longjobs.validation import InvalidRequest, parse_json
 from tests.conftest import ROOT, app_fixture
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-import lifecycle
 import tasks
+from longjobs import lifecycle
 from tasks import ProgressReporter
 from tests.conftest import DASHBOARD_PASSWORD, app_fixture, make_app, row, submit, submit_failing, wait_for
 

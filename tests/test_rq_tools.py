@@ -11,7 +11,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from core import Result, db
-from recovery import Watchman
+from longjobs.workers.recovery import Watchman
 from tests.conftest import ROOT, TEST_REDIS_URL, submit, wait_for
 from worker import build_worker
 

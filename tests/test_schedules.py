@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import func, select, update
 
-import lifecycle
-import sweeps
 from core import Schedule, Task, db
-from recovery import Watchman
+from longjobs import lifecycle
+from longjobs.workers.recovery import Watchman
+from longjobs.workflows import sweeps
 from tests.conftest import service_env, start_process, stop_process, wait_for
 from worker import build_worker
 

@@ -26,8 +26,8 @@ from sqlalchemy import func, select, text
 from standardwebhooks import Webhook as Verifier
 
 import tasks
-import webhooks
 from core import Delivery, db
+from longjobs.push import webhooks
 from tests.conftest import (
     ROOT,
     app_fixture,

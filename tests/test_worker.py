@@ -18,10 +18,10 @@ from rq.results import Result as RQResult
 from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
-import lifecycle
-import rqinternals
 from core import Result, db
-from scripts import Scripts
+from longjobs import lifecycle
+from longjobs.workers import rqinternals
+from longjobs.workers.scripts import Scripts
 from tests.conftest import row, service_env, start_process, stop_process, submit, submit_task, wait_for
 from worker import FastWorker, build_worker
 

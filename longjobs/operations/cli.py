@@ -22,10 +22,10 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import CursorResult, delete, select
 from werkzeug.exceptions import BadRequest, HTTPException
 
-import lifecycle
-import sweeps
 from core import QUEUE_NAMES, Delivery, IdempotencyKey, Result, Sweep, Task, db
-from schemas import PRIORITIES, TERMINAL_STATUSES, SweepPending, SweepRequest
+from longjobs import lifecycle
+from longjobs.validation import PRIORITIES, TERMINAL_STATUSES, SweepPending, SweepRequest
+from longjobs.workflows import sweeps
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
 AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -24,10 +24,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ValidationError
 
-import rscript
-from schemas import InvalidRequest, describe_errors, describe_schema_errors
+from longjobs.catalog import rscript
+from longjobs.validation import InvalidRequest, describe_errors, describe_schema_errors
 
-MODELS_DIR = Path(__file__).with_name("models")
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 # The result URLs the first two models had before models were files; every other model's is /models/<name>.
 RESULT_PATHS = {"multiply": "/multiply", "simulation": "/simulations"}

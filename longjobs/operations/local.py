@@ -1,5 +1,6 @@
-"""`make run` on this machine: `python local.py database` creates the database DATABASE_URL names where it is missing;
-`python local.py start web worker=3 clock` runs those Procfile lines as Heroku runs them, until Ctrl-C.
+"""`make run` on this machine. `python -m longjobs.operations.local database` creates the database DATABASE_URL names
+where it is missing; `python -m longjobs.operations.local start web worker=3 clock` runs those Procfile lines as Heroku
+runs them, until Ctrl-C.
 
 Imports core only (for the database's URL). Settings come from the environment, then from `.env` (python-dotenv, as
 the flask CLI reads it), the environment winning.
@@ -29,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from core import load_settings
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_SECONDS = 30  # Heroku's, between SIGTERM and SIGKILL
 POLL_SECONDS = 0.1
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
@@ -85,9 +86,9 @@ def formation(arguments: list[str]) -> list[tuple[str, str]]:
     for argument in arguments:
         kind, _, count = argument.partition("=")
         if kind not in commands:
-            raise SystemExit(f"local.py: the Procfile has no {kind!r} process (it has {', '.join(commands)})")
+            raise SystemExit(f"make run: the Procfile has no {kind!r} process (it has {', '.join(commands)})")
         if count and not (count.isdigit() and int(count) >= 1):
-            raise SystemExit(f"local.py: {argument!r}: the count must be a whole number, at least 1")
+            raise SystemExit(f"make run: {argument!r}: the count must be a whole number, at least 1")
         processes += [(f"{kind}.{n}", commands[kind]) for n in range(1, int(count or 1) + 1)]
     return processes
 
@@ -174,7 +175,7 @@ def main(arguments: list[str]) -> int:
             raise SystemExit(f"make run: {error}") from None
     if arguments[:1] == ["start"] and arguments[1:]:
         return start(arguments[1:])
-    raise SystemExit("usage: python local.py database | start PROCESS[=COUNT] ...")
+    raise SystemExit("usage: python -m longjobs.operations.local database | start PROCESS[=COUNT] ...")
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ from rq.worker import BaseWorker
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-import lifecycle
 from core import QUEUE_NAMES, Result, Task, db
-from scripts import Scripts
+from longjobs import lifecycle
+from longjobs.workers.scripts import Scripts
 from tasks import UNWRITTEN_KEY, store_result, write_result
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from flask import current_app
 from sqlalchemy import func, select
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 
-import lifecycle
-from catalog import Model
 from core import Result, Schedule, Sweep, Task, db
-from schemas import (
+from longjobs import lifecycle
+from longjobs.catalog import Model
+from longjobs.validation import (
     InvalidRequest,
     ScheduleRequest,
     ScheduleView,

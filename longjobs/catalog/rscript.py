@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 PROGRESS_LINE = re.compile(rb"PROGRESS\s+(\d+(?:\.\d+)?)(?:\s+(.*))?")
 ERROR_TAIL_CHARS = 2000  # of standard error, in a failed task's error
 LOGGED_LINES = 1000  # standard-error lines logged per task; the rest only count towards the tail

@@ -40,10 +40,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from standardwebhooks import Webhook as Signer
 from werkzeug.exceptions import BadRequest, NotFound
 
-import lifecycle
-import sweeps
 from core import Delivery, Webhook, db
-from schemas import WEBHOOK_EVENTS, DeliveryOutcome, DeliveryView, WebhookCreated, WebhookRequest, WebhookView
+from longjobs import lifecycle
+from longjobs.validation import (
+    WEBHOOK_EVENTS,
+    DeliveryOutcome,
+    DeliveryView,
+    WebhookCreated,
+    WebhookRequest,
+    WebhookView,
+)
+from longjobs.workflows import sweeps
 
 log = logging.getLogger(__name__)
 MAX_URL_CHARACTERS = 2048

@@ -30,9 +30,18 @@ from sqlalchemy.dialects.postgresql import insert
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable, UnprocessableEntity
 
 import tasks
-from catalog import Model, result_path
 from core import IdempotencyKey, Result, Task, db
-from schemas import TERMINAL_STATUSES, InvalidRequest, ListQuery, Priority, Progress, Status, TaskPending, TaskView
+from longjobs.catalog import Model, result_path
+from longjobs.validation import (
+    TERMINAL_STATUSES,
+    InvalidRequest,
+    ListQuery,
+    Priority,
+    Progress,
+    Status,
+    TaskPending,
+    TaskView,
+)
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)

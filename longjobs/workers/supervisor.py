@@ -22,8 +22,8 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-import catalog
 from core import connect_redis, load_settings
+from longjobs import catalog
 
 log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF_SECONDS = 30

@@ -1,0 +1,1 @@
+"""What the service tells others without being asked: webhooks, event streams, metrics."""
