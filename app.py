@@ -39,28 +39,39 @@ from werkzeug.wrappers import Response
 from core import MAX_BODY_BYTES, QUEUE_NAMES, db, init_app, live_workers, load_settings, task_timeouts
 from longjobs import catalog, lifecycle
 from longjobs.catalog import Model
-from longjobs.operations import cli
-from longjobs.operations.dashboard import mount_dashboard
-from longjobs.push import metrics, webhooks
-from longjobs.validation import (
-    TERMINAL_STATUSES,
-    Check,
-    DeliveryList,
-    DeliveryQuery,
-    ErrorBody,
-    Health,
-    InvalidRequest,
+from longjobs.lifecycle.schemas import (
     ListQuery,
     ModelInfo,
     ModelList,
     Outcome,
     PendingOrUnknown,
+    SubmitHeaders,
+    SubmitQuery,
+    TaskAccepted,
+    TaskList,
+    TaskPath,
+    TaskView,
+)
+from longjobs.operations import cli
+from longjobs.operations.dashboard import mount_dashboard
+from longjobs.operations.schemas import Check, Health
+from longjobs.push import metrics, webhooks
+from longjobs.push.schemas import (
+    DeliveryList,
+    DeliveryQuery,
+    WebhookCreated,
+    WebhookList,
+    WebhookPath,
+    WebhookRequest,
+    WebhookView,
+)
+from longjobs.validation import TERMINAL_STATUSES, ErrorBody, InvalidRequest, describe_errors, parse_json
+from longjobs.workflows import sweeps
+from longjobs.workflows.schemas import (
     ScheduleList,
     SchedulePath,
     ScheduleRequest,
     ScheduleView,
-    SubmitHeaders,
-    SubmitQuery,
     SweepAccepted,
     SweepCanceled,
     SweepPath,
@@ -69,19 +80,7 @@ from longjobs.validation import (
     SweepQuery,
     SweepRequest,
     SweepTable,
-    TaskAccepted,
-    TaskList,
-    TaskPath,
-    TaskView,
-    WebhookCreated,
-    WebhookList,
-    WebhookPath,
-    WebhookRequest,
-    WebhookView,
-    describe_errors,
-    parse_json,
 )
-from longjobs.workflows import sweeps
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -32,16 +32,8 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailab
 import tasks
 from core import IdempotencyKey, Result, Task, db
 from longjobs.catalog import Model, result_path
-from longjobs.validation import (
-    TERMINAL_STATUSES,
-    InvalidRequest,
-    ListQuery,
-    Priority,
-    Progress,
-    Status,
-    TaskPending,
-    TaskView,
-)
+from longjobs.lifecycle.schemas import ListQuery, Progress, TaskPending, TaskView
+from longjobs.validation import TERMINAL_STATUSES, InvalidRequest, Priority, Status
 
 log = logging.getLogger(__name__)
 PENDING = Progress(percent=0, message=None)

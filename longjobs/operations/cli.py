@@ -24,8 +24,9 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from core import QUEUE_NAMES, Delivery, IdempotencyKey, Result, Sweep, Task, db
 from longjobs import lifecycle
-from longjobs.validation import PRIORITIES, TERMINAL_STATUSES, SweepPending, SweepRequest
+from longjobs.validation import PRIORITIES, TERMINAL_STATUSES
 from longjobs.workflows import sweeps
+from longjobs.workflows.schemas import SweepPending, SweepRequest
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
 AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

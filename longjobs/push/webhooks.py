@@ -42,7 +42,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from core import Delivery, Webhook, db
 from longjobs import lifecycle
-from longjobs.validation import (
+from longjobs.push.schemas import (
     WEBHOOK_EVENTS,
     DeliveryOutcome,
     DeliveryView,

@@ -22,8 +22,8 @@ from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailab
 from core import Result, Schedule, Sweep, Task, db
 from longjobs import lifecycle
 from longjobs.catalog import Model
-from longjobs.validation import (
-    InvalidRequest,
+from longjobs.validation import InvalidRequest
+from longjobs.workflows.schemas import (
     ScheduleRequest,
     ScheduleView,
     SweepPending,
