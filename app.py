@@ -66,7 +66,7 @@ from longjobs.push.schemas import (
     WebhookView,
 )
 from longjobs.validation import TERMINAL_STATUSES, ErrorBody, InvalidRequest, describe_errors, parse_json
-from longjobs.workflows import sweeps
+from longjobs.workflows import schedules, sweeps
 from longjobs.workflows.schemas import (
     ScheduleList,
     SchedulePath,
@@ -325,25 +325,25 @@ def cancel_sweep(path: SweepPath):
 def create_schedule(body: ScheduleRequest):
     """The clock process queues a task of the model with these parameters each time the cron expression comes due
     (UTC); a time missed while no clock ran is run once."""
-    schedule = sweeps.create_schedule(body)
+    schedule = schedules.create_schedule(body)
     return schedule.model_dump(mode="json"), 201, {"Location": f"/schedules/{schedule.schedule_id}"}
 
 
 @api.get("/schedules", tags=SCHEDULE_TAG, summary="Every schedule", responses={200: ScheduleList})
 def list_schedules():
-    return ScheduleList(schedules=sweeps.list_schedules()).model_dump(mode="json")
+    return ScheduleList(schedules=schedules.list_schedules()).model_dump(mode="json")
 
 
 @api.get("/schedules/<uuid:schedule_id>", tags=SCHEDULE_TAG, summary="One schedule, with its recent runs",
          responses={200: ScheduleView, 404: ErrorBody})  # fmt: skip
 def get_schedule(path: SchedulePath):
-    return sweeps.find_schedule(path.schedule_id).model_dump(mode="json")
+    return schedules.find_schedule(path.schedule_id).model_dump(mode="json")
 
 
 @api.delete("/schedules/<uuid:schedule_id>", tags=SCHEDULE_TAG, summary="Delete a schedule (its runs stay)",
             responses={204: None, 404: ErrorBody})  # fmt: skip
 def delete_schedule(path: SchedulePath):
-    sweeps.delete_schedule(path.schedule_id)
+    schedules.delete_schedule(path.schedule_id)
     return "", 204
 
 

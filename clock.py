@@ -1,4 +1,4 @@
-"""The clock: `python clock.py` queues each schedule's runs as they come due (sweeps.run_due_schedule) and sends
+"""The clock: `python clock.py` queues each schedule's runs as they come due (schedules.run_due_schedule) and sends
 webhook deliveries as they come due (webhooks.Dispatcher, in a thread of its own: a receiver that hangs delays no
 schedule).
 
@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import create_app
 from longjobs.push import webhooks
-from longjobs.workflows import sweeps
+from longjobs.workflows import schedules
 
 log = logging.getLogger("clock")
 TICK_SECONDS = 1.0  # how often the clock looks for due schedules
@@ -34,7 +34,7 @@ def main() -> int:
     while not stop.is_set():
         try:
             with app.app_context():
-                while not stop.is_set() and sweeps.run_due_schedule() is not None:
+                while not stop.is_set() and schedules.run_due_schedule() is not None:
                     pass
         except SQLAlchemyError as fault:  # the next tick tries again
             log.warning("clock tick skipped: the database is unreachable (%s)", fault)

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from core import Schedule, Task, db
 from longjobs import lifecycle
 from longjobs.workers.recovery import Watchman
-from longjobs.workflows import sweeps
+from longjobs.workflows import schedules
 from tests.conftest import service_env, start_process, stop_process, wait_for
 from worker import build_worker
 
@@ -111,12 +111,12 @@ def test_a_clock_that_dies_before_its_commit_leaves_the_run_to_the_next_tick(
         commit = db.session.commit
         monkeypatch.setattr(db.session, "commit", lambda: (_ for _ in ()).throw(SystemExit("killed")))
         with pytest.raises(SystemExit):
-            sweeps.run_due_schedule()
+            schedules.run_due_schedule()
         db.session.rollback()
         monkeypatch.setattr(db.session, "commit", commit)
         assert runs_of(app, schedule["schedule_id"]) == [] and app.extensions["queues"]["default"].count == 0
-        task_id = sweeps.run_due_schedule()
-        assert sweeps.run_due_schedule() is None  # not due any more
+        task_id = schedules.run_due_schedule()
+        assert schedules.run_due_schedule() is None  # not due any more
     assert runs_of(app, schedule["schedule_id"]) == [task_id]
     assert app.extensions["queues"]["default"].get_job_ids() == [str(task_id)]
 
@@ -133,7 +133,7 @@ def test_a_run_recorded_but_not_queued_is_queued_by_the_watchmen(
 
     monkeypatch.setattr(lifecycle, "enqueue", redis_down)
     with app.app_context():
-        task_id = sweeps.run_due_schedule()
+        task_id = schedules.run_due_schedule()
     monkeypatch.undo()
     assert runs_of(app, schedule["schedule_id"]) == [task_id]
     assert app.extensions["queues"]["default"].count == 0

@@ -25,7 +25,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from core import QUEUE_NAMES, Delivery, IdempotencyKey, Result, Sweep, Task, db
 from longjobs import lifecycle
 from longjobs.validation import PRIORITIES, TERMINAL_STATUSES
-from longjobs.workflows import sweeps
+from longjobs.workflows import schedules, sweeps
 from longjobs.workflows.schemas import SweepPending, SweepRequest
 
 IDEMPOTENCY_KEY_MINIMUM_AGE = timedelta(hours=24)  # the contract keeps keys at least this long
@@ -199,12 +199,12 @@ def _clip(text: str, width: int) -> str:
 @tasks_group.command("schedules")
 def schedules_command() -> None:
     """List the schedules (POST /schedules makes them; the clock process runs them)."""
-    schedules = sweeps.list_schedules()
-    for schedule in schedules:
+    listed = schedules.list_schedules()
+    for schedule in listed:
         last = schedule.last_run_at.isoformat() if schedule.last_run_at else "never"
         click.echo(f"{schedule.schedule_id}  {schedule.model:12} {schedule.cron:16} "
                    f"next {schedule.next_run_at.isoformat()}  last {last}  {json.dumps(schedule.params)}")  # fmt: skip
-    click.echo(f"{len(schedules)} schedule(s)")
+    click.echo(f"{len(listed)} schedule(s)")
 
 
 def _failed_jobs() -> list[Job]:

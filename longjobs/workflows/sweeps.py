@@ -1,8 +1,8 @@
-"""Sweeps (a model run over a grid of parameters, gathered into one table) and schedules (a model run on a clock).
+"""Sweeps: a model run over a grid of parameters, gathered into one table.
 
-Their runs are ordinary tasks that name them (tasks.sweep_id, tasks.schedule_id), accepted and queued as lifecycle
-accepts any task, and recovered as any task is. Shared by the HTTP API (app.py), the CLI (cli.py) and the clock
-(clock.py). Imports core, catalog, schemas and lifecycle; its errors are werkzeug HTTP exceptions.
+A sweep's runs are ordinary tasks that name it (tasks.sweep_id), accepted and queued as lifecycle accepts any task,
+and recovered as any task is. Shared by the HTTP API and the CLI. Imports core, catalog, lifecycle and the
+workflows' own schemas; its errors are werkzeug HTTP exceptions.
 """
 
 import csv
@@ -11,21 +11,17 @@ import itertools
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from werkzeug.exceptions import BadRequest, Conflict, NotFound, ServiceUnavailable
 
-from core import Result, Schedule, Sweep, Task, db
+from core import Result, Sweep, Task, db
 from longjobs import lifecycle
 from longjobs.catalog import Model
-from longjobs.validation import InvalidRequest
+from longjobs.workflows import model_named, validated
 from longjobs.workflows.schemas import (
-    ScheduleRequest,
-    ScheduleView,
     SweepPending,
     SweepProgress,
     SweepRequest,
@@ -33,20 +29,6 @@ from longjobs.workflows.schemas import (
 )
 
 log = logging.getLogger(__name__)
-RECENT_RUNS = 10  # a schedule's runs GET /schedules/<id> names
-
-
-def _model(name: str) -> Model:
-    if (model := current_app.extensions["models"].get(name)) is None:
-        raise BadRequest(f"there is no model named {name!r}; GET /models lists them")
-    return model
-
-
-def _validate(model: Model, params: Any, what: str) -> dict[str, Any]:
-    try:
-        return model.validate(params)
-    except InvalidRequest as exc:
-        raise BadRequest(f"{what}: {exc}") from None
 
 
 def combinations(model: Model, request: SweepRequest) -> list[dict[str, Any]]:
@@ -72,9 +54,9 @@ def combinations(model: Model, request: SweepRequest) -> list[dict[str, Any]]:
 def submit_sweep(request: SweepRequest, priority: str = "default", key: str | None = None) -> uuid.UUID:
     """Accept a sweep: every run validated first (400 naming the run's index), then every run recorded and queued
     in one transaction, or none. A repeated idempotency key gives the first sweep."""
-    model = _model(request.model)
+    model = model_named(request.model)
     grid = combinations(model, request)
-    runs = [_validate(model, request.params | values, f"run {index} ({_describe(values)})")
+    runs = [validated(model, request.params | values, f"run {index} ({_describe(values)})")
             for index, values in enumerate(grid)]  # fmt: skip
     lifecycle.check_room(priority, len(runs))
     sweep_id = uuid.uuid4()
@@ -189,83 +171,3 @@ def cancel_sweep(sweep_id: uuid.UUID) -> dict[str, Any]:
                                  retry_after=lifecycle.RETRY_HANDOVER_SECONDS)  # fmt: skip
     log.info("sweep %s: %d runs canceled, %d stopping", sweep_id, len(canceled), len(stopping))
     return {"sweep_id": str(sweep_id), "canceled": len(canceled), "stopping": len(stopping)}
-
-
-# Schedules.
-def _cron(expression: str) -> str:
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise BadRequest(f"'cron' must be 5 cron fields (minute hour day month weekday, UTC), not {expression!r}")
-    return expression
-
-
-def next_run(cron: str, after: datetime) -> datetime:
-    return croniter(cron, after).get_next(datetime)
-
-
-def create_schedule(request: ScheduleRequest) -> ScheduleView:
-    model = _model(request.model)
-    params = _validate(model, request.params, "params")
-    cron = _cron(request.cron)
-    schedule = Schedule(schedule_id=uuid.uuid4(), model=model.name, params=params, cron=cron,
-                        next_run_at=next_run(cron, datetime.now(UTC)))  # fmt: skip
-    db.session.add(schedule)
-    db.session.commit()
-    log.info("schedule %s created (%s, %s)", schedule.schedule_id, model.name, cron)
-    return describe_schedule(schedule, [])
-
-
-def describe_schedule(schedule: Schedule, recent: list[uuid.UUID]) -> ScheduleView:
-    return ScheduleView(schedule_id=schedule.schedule_id, model=schedule.model, params=schedule.params,
-                        cron=schedule.cron, next_run_at=schedule.next_run_at, last_run_at=schedule.last_run_at,
-                        recent_runs=recent)  # fmt: skip
-
-
-def find_schedule(schedule_id: uuid.UUID) -> ScheduleView:
-    if (schedule := db.session.get(Schedule, schedule_id)) is None:
-        raise NotFound(f"no schedule has the id {schedule_id}")
-    recent = db.session.scalars(
-        select(Task.task_id).where(Task.schedule_id == schedule_id).order_by(Task.enqueued_at.desc()).limit(RECENT_RUNS)
-    ).all()
-    return describe_schedule(schedule, list(recent))
-
-
-def list_schedules() -> list[ScheduleView]:
-    schedules = db.session.scalars(select(Schedule).order_by(Schedule.created_at, Schedule.schedule_id)).all()
-    return [describe_schedule(schedule, []) for schedule in schedules]
-
-
-def delete_schedule(schedule_id: uuid.UUID) -> None:
-    if (schedule := db.session.get(Schedule, schedule_id)) is None:
-        raise NotFound(f"no schedule has the id {schedule_id}")
-    db.session.delete(schedule)
-    db.session.commit()
-    log.info("schedule %s deleted", schedule_id)
-
-
-DUE = select(Schedule).where(Schedule.next_run_at <= func.now()).with_for_update(skip_locked=True).limit(1)
-
-
-def run_due_schedule() -> uuid.UUID | None:
-    """Queue the run of one due schedule, if one is due: the run's task row and the schedule's next run time are
-    committed together, under the schedule's row lock, so that two clocks never queue the same run, and a clock
-    killed in between leaves the run undone (the next tick does it). A schedule missed for a while runs once: its
-    next run time is the first one after now. The job is queued after the commit; if that fails (Redis down), the
-    watchmen queue it (recovery.py). Returns the run's task id."""
-    schedule = db.session.scalars(DUE).first()
-    if schedule is None:
-        db.session.rollback()
-        return None
-    now = datetime.now(UTC)
-    task = Task(task_id=uuid.uuid4(), type=schedule.model, priority="default", params=schedule.params,
-                schedule_id=schedule.schedule_id)  # fmt: skip
-    db.session.execute(lifecycle.INSERT_TASK, lifecycle.task_row(task))
-    schedule.last_run_at, schedule.next_run_at = now, next_run(schedule.cron, now)
-    db.session.commit()
-    try:
-        lifecycle.enqueue(task)
-    except Exception as fault:  # the row decides: the watchmen queue a recorded task whose job is missing
-        log.warning("task %s (schedule %s): not queued yet (%s); the watchmen will", task.task_id,
-                    schedule.schedule_id, fault)  # fmt: skip
-    log.info("task %s queued for schedule %s (%s); next at %s", task.task_id, schedule.schedule_id, schedule.model,
-             schedule.next_run_at.isoformat())  # fmt: skip
-    return task.task_id
