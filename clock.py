@@ -1,5 +1,5 @@
 """The clock: `python clock.py` queues each schedule's runs as they come due (schedules.run_due_schedule) and sends
-webhook deliveries as they come due (webhooks.Dispatcher, in a thread of its own: a receiver that hangs delays no
+webhook deliveries as they come due (outbox.Dispatcher, in a thread of its own: a receiver that hangs delays no
 schedule).
 
 Imports app, sweeps and webhooks; nothing of ours imports this module. Two clocks at once are harmless (Heroku runs the
@@ -14,7 +14,7 @@ import threading
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import create_app
-from longjobs.push import webhooks
+from longjobs.push import outbox
 from longjobs.workflows import schedules
 
 log = logging.getLogger("clock")
@@ -28,7 +28,7 @@ def main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    dispatcher = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop], name="webhooks")
+    dispatcher = threading.Thread(target=outbox.Dispatcher(app).run, args=[stop], name="webhooks")
     dispatcher.start()
     log.info("clock started: looking for due schedules every %g s, and sending webhooks", TICK_SECONDS)
     while not stop.is_set():

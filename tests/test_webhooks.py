@@ -27,7 +27,7 @@ from standardwebhooks import Webhook as Verifier
 
 import tasks
 from core import Delivery, db
-from longjobs.push import webhooks
+from longjobs.push import outbox
 from tests.conftest import (
     ROOT,
     app_fixture,
@@ -106,7 +106,7 @@ def receiver() -> Iterator[Receiver]:
 def dispatching(app: Flask) -> Iterator[None]:
     """The clock's Dispatcher, sending the app's deliveries from a thread of this process while in the block."""
     stop = threading.Event()
-    thread = threading.Thread(target=webhooks.Dispatcher(app).run, args=[stop])
+    thread = threading.Thread(target=outbox.Dispatcher(app).run, args=[stop])
     thread.start()
     try:
         yield
@@ -190,18 +190,18 @@ def test_deliveries_to_a_receiver_share_a_connection_for_each_sender(
     app: Flask, client: FlaskClient, receiver: Receiver, run_worker
 ) -> None:
     webhook = register(client, receiver.url, "task.finished")
-    tasks = {submit(client, x=n, y=1) for n in range(4 * webhooks.SENDERS)}
+    tasks = {submit(client, x=n, y=1) for n in range(4 * outbox.SENDERS)}
     run_worker(app)
     with dispatching(app):  # all due at once: the senders send at the same time
         wait_for(lambda: len(receiver.requests) == len(tasks), 30, "every delivery")
     assert {event["data"]["task_id"] for event in receiver.events(webhook["secret"])} == tasks
-    assert len(receiver.connections) <= webhooks.SENDERS
+    assert len(receiver.connections) <= outbox.SENDERS
 
 
 def test_while_jobs_wait_deliveries_are_paced_and_catch_up_once_the_queues_are_empty(
     app: Flask, client: FlaskClient, receiver: Receiver, run_worker
 ) -> None:
-    batch = webhooks.PACED_BATCH  # claimed each PACE_SECONDS while jobs wait
+    batch = outbox.PACED_BATCH  # claimed each PACE_SECONDS while jobs wait
     webhook = register(client, receiver.url, "task.finished")
     tasks = {submit(client, x=n, y=1) for n in range(3 * batch)}
     run_worker(app)
@@ -210,7 +210,7 @@ def test_while_jobs_wait_deliveries_are_paced_and_catch_up_once_the_queues_are_e
     with dispatching(app):
         # One batch at first; the next PACE_SECONDS after it at the soonest (unpaced, 2 * SENDERS at once, and all in
         # a blink)
-        time.sleep(max(0.0, started + 0.9 * webhooks.PACE_SECONDS - time.monotonic()))
+        time.sleep(max(0.0, started + 0.9 * outbox.PACE_SECONDS - time.monotonic()))
         assert len(receiver.requests) <= batch
         wait_for(lambda: len(receiver.requests) > batch, 30, "the next batch, while the job waits")
         run_worker(app)
@@ -414,7 +414,7 @@ def test_a_delivery_whose_clock_died_is_sent_again_by_the_next(
     assert deliveries(client, webhook)[0]["outcome"] == "pending"
     clock = start_process("clock", tmp_path / "clock-again.log", **env)
     try:
-        wait_for(lambda: deliveries(client, webhook)[0]["outcome"] == "delivered", webhooks.LEASE_SECONDS + 20,
+        wait_for(lambda: deliveries(client, webhook)[0]["outcome"] == "delivered", outbox.LEASE_SECONDS + 20,
                  "the next clock's attempt, once the dead one's claim lapsed")  # fmt: skip
     finally:
         stop_process(clock)
