@@ -167,7 +167,7 @@ def retry_transient_faults(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @retry_transient_faults
 def run_model(task_id: str, name: str, params: dict[str, Any]) -> Any:
-    """Run a model (catalog.py) on a task's parameters, reporting progress, and store its result."""
+    """Run a model (longjobs.catalog) on a task's parameters, reporting progress, and store its result."""
     job = cast(Job, get_current_job())  # RQ runs it as a job
     model = current_app.extensions["models"].get(name)
     if model is None:

@@ -35,6 +35,8 @@ from rq.worker import Worker
 
 from core import QUEUE_NAMES
 from longjobs.workers import scripts
+from longjobs.workers.appworker import AppWorker
+from longjobs.workers.fastworker import SUSPENSION_CHECK_SECONDS, FastWorker
 from longjobs.workers.recovery import ALIVE_PREFIX, Watchman
 from longjobs.workers.scripts import Scripts
 from tasks import ProgressReporter
@@ -49,7 +51,7 @@ from tests.conftest import (
     submit,
     wait_for,
 )
-from worker import SUSPENSION_CHECK_SECONDS, AppWorker, FastWorker, build_worker
+from worker import build_worker
 
 JSONSERIALIZER = "rq.serializers.JSONSerializer"
 UPDATED = re.compile(r"Updated: .*|\d+\.\d+\.\d+\.\d+:\d+")  # when `rq info` ran; a worker's connection

@@ -21,9 +21,10 @@ from rq.suspension import resume, suspend
 from core import Result, db
 from longjobs import lifecycle
 from longjobs.workers import rqinternals
+from longjobs.workers.fastworker import FastWorker
 from longjobs.workers.scripts import Scripts
 from tests.conftest import row, service_env, start_process, stop_process, submit, submit_task, wait_for
-from worker import FastWorker, build_worker
+from worker import build_worker
 
 
 def fetch(app: Flask, task_id: str) -> Job:

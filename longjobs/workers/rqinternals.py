@@ -1,6 +1,6 @@
 """The RQ internals the worker leans on, in one place, and the guard that allows its fast path.
 
-Imports nothing of ours. The fast path (worker.FastWorker, scripts.py) writes RQ's bookkeeping itself, so it holds
+Imports nothing of ours. The fast path (fastworker.FastWorker, scripts.py) writes RQ's bookkeeping itself, so it holds
 only with the RQ it was proven against: `fast_path_refusal` names the RQ version and key layout that
 tests/test_equivalence.py compares with RQ's own SimpleWorker, and the worker runs RQ's own code paths when either
 differs (or when WORKER_FAST_PATH is off). Every private name of RQ's that this code reads or writes is below.
