@@ -7,9 +7,13 @@ A pure module: imports validation alone.
 from typing import Any, Literal
 from uuid import UUID
 
+from flask_openapi3 import Tag
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from longjobs.validation import MODEL_NAME, ErrorBody, Priority, RequestPart, Status, Timestamp
+
+# The OpenAPI tag of the routes every task has, whatever its model (tasks_api.py, and push/events_api.py).
+TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its model")]
 
 
 class SubmitQuery(RequestPart):

@@ -3,14 +3,11 @@
 Imports lifecycle, its schemas and http.
 """
 
-from flask_openapi3 import Tag
-
 from longjobs import lifecycle
 from longjobs.http import blueprint
-from longjobs.lifecycle.schemas import ListQuery, TaskList, TaskPath, TaskView
+from longjobs.lifecycle.schemas import TASK_TAG, ListQuery, TaskList, TaskPath, TaskView
 from longjobs.validation import ErrorBody
 
-TASK_TAG = [Tag(name="tasks", description="the lifecycle of every task, whatever its model")]
 tasks_api = blueprint("tasks")
 
 

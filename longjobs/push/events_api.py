@@ -17,8 +17,7 @@ from werkzeug.wrappers import Response
 
 from longjobs import lifecycle
 from longjobs.http import RETRY_LATER_SECONDS, blueprint
-from longjobs.lifecycle.schemas import TaskPath, TaskView
-from longjobs.lifecycle.tasks_api import TASK_TAG
+from longjobs.lifecycle.schemas import TASK_TAG, TaskPath, TaskView
 from longjobs.validation import TERMINAL_STATUSES, ErrorBody
 
 log = logging.getLogger(__name__)
