@@ -7,7 +7,7 @@ language, parameter schema, validation, timeout, how it runs) from which routes,
   rscript.py runs it.
 Files whose names start with `_` are helpers, not models. A broken model raises ModelError naming the file.
 
-Imports rscript and schemas (pure modules); nothing here connects or reads the environment.
+Imports rscript and validation (pure modules); nothing here connects or reads the environment.
 """
 
 import importlib.util

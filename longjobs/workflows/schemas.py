@@ -1,6 +1,6 @@
 """The schemas of sweeps and schedules.
 
-A pure module: imports validation and the lifecycle's schemas.
+A pure module: imports validation alone.
 """
 
 from typing import Any, Literal
