@@ -1,7 +1,8 @@
 """What can happen to a task: accept it, poll it, describe it, follow it, list it, cancel it.
 
 Shared by the routes (tasks_api.py, models_api.py, ...), the operator CLI and the watchman (recovery.py). Imports
-core, catalog, its schemas and tasks. Its errors are werkzeug HTTP exceptions, which the API answers as they are and the CLI prints.
+core, catalog, its schemas and tasks. Its errors are werkzeug HTTP exceptions, which the API answers as they are
+and the CLI prints.
 """
 
 import base64

@@ -1,7 +1,8 @@
 """The operator CLI, `flask tasks ...`: submit a task and watch it to the end, run a sweep and print its table,
 list schedules, list and requeue failed tasks, prune old ones.
 
-Imports core, validation, lifecycle, sweeps, schedules and their schemas; every command runs in the app context the flask CLI provides.
+Imports core, validation, lifecycle, sweeps, schedules and their schemas; every command runs in the app context
+the flask CLI provides.
 """
 
 import csv
