@@ -28,6 +28,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Worker
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 from sqlalchemy import make_url, text
 
 from app import create_app
@@ -40,6 +42,9 @@ RUNTIME_BIN = ROOT / ".venv" / "bin"  # requirements.txt alone, as Heroku instal
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://localhost/longjobs_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
 DASHBOARD_PASSWORD = "test-dashboard-password"
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts" / "page"))
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")  # fmt: skip
 
 
 @functools.cache
@@ -312,3 +317,31 @@ def stop_process(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Headless chromium with a fresh profile (nothing cached), a desktop-sized window, downloads into tmp_path."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(30)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def shoot(browser: webdriver.Chrome, request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """Keep a full-page screenshot of the current state as an artifact: <test name>-<state>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def shot(state: str) -> Path:
+        path = ARTIFACTS / f"{request.node.name}-{state}.png"
+        capture = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(capture["data"]))
+        return path
+
+    return shot

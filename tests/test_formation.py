@@ -33,7 +33,7 @@ from tests.conftest import (
     wait_for,
     wait_for_web,
 )
-from tests.test_webhooks import Receiver
+from tests.receivers import Receiver
 
 pytestmark = pytest.mark.slow
 STOP_SECONDS = 30  # Heroku's, between SIGTERM and SIGKILL

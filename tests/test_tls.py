@@ -20,54 +20,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[str]:
     """A redis-server speaking only TLS, with a fresh self-signed certificate; yields its rediss:// URL."""
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=redis.example",
-            "-keyout",
-            tmp_path / "key.pem",
-            "-out",
-            tmp_path / "cert.pem",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=redis.example", "-keyout", tmp_path / "key.pem", "-out", tmp_path / "cert.pem"],
+                   check=True, capture_output=True)  # fmt: skip
     port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--tls-cert-file",
-            "cert.pem",
-            "--tls-key-file",
-            "key.pem",
-            "--tls-ca-cert-file",
-            "cert.pem",
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-            "--bind",
-            "127.0.0.1",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
+    server = subprocess.Popen(["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", "cert.pem",
+                               "--tls-key-file", "key.pem", "--tls-ca-cert-file", "cert.pem", "--tls-auth-clients",
+                               "no", "--save", "", "--appendonly", "no", "--dir", str(tmp_path), "--bind", "127.0.0.1"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL)  # fmt: skip
     url = f"rediss://127.0.0.1:{port}/1"
 
     def ready() -> bool:

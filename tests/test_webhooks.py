@@ -6,33 +6,23 @@ Deliveries go to real HTTP receivers in this process, sent by the real Dispatche
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
-from standardwebhooks import Webhook as Verifier
 
 import tasks
 from core import Delivery, db
 from longjobs.push import outbox
 from tests.conftest import (
-    ROOT,
     app_fixture,
     free_port,
-    procfile_command,
     row,
     service_env,
     start_process,
@@ -40,59 +30,14 @@ from tests.conftest import (
     submit,
     submit_failing,
     wait_for,
-    wait_for_web,
 )
+from tests.receivers import Receiver, deliveries, dispatching, register
 from tests.test_metrics import samples
 
 app = app_fixture(WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_SECONDS="1,1")
+
+
 guarded_app = app_fixture()  # no host let in: the address guard as it runs in production
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: it records every request and answers each as the next of `answers` says (an
-    HTTP status; "hang": nothing for 12 s; ("redirect", url)), then 200."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.requests: list[tuple[float, str, dict[str, str], bytes]] = []  # when, path, headers, body
-        self.connections: set[tuple[str, int]] = set()  # the senders' addresses: one for each connection
-        self.answers: list[object] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # a connection serves request after request, as most receivers' do
-
-            def do_POST(self) -> None:
-                receiver.connections.add(self.client_address)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((time.monotonic(), self.path, dict(self.headers), body))
-                answer = receiver.answers.pop(0) if receiver.answers else 200
-                if answer == "hang":
-                    time.sleep(12)
-                    answer = 200
-                if isinstance(answer, tuple):
-                    self.send_response(302)
-                    self.send_header("Location", answer[1])
-                else:
-                    self.send_response(int(answer))  # type: ignore[call-overload]
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads, self.server.block_on_close = True, False  # a hanging answer does not hold close()
-        self.server.handle_error = lambda *args: None  # type: ignore[method-assign]  # a client that gave up
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def events(self, secret: str, path: str = "/hooks") -> list[dict]:
-        """The payloads POSTed to a path, each verified with its webhook's secret as a receiver verifies it."""
-        return [Verifier(secret).verify(body, headers) for _, to, headers, body in self.requests if to == path]
 
 
 @pytest.fixture
@@ -102,37 +47,11 @@ def receiver() -> Iterator[Receiver]:
     receiver.close()
 
 
-@contextmanager
-def dispatching(app: Flask) -> Iterator[None]:
-    """The clock's Dispatcher, sending the app's deliveries from a thread of this process while in the block."""
-    stop = threading.Event()
-    thread = threading.Thread(target=outbox.Dispatcher(app).run, args=[stop])
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-
-
 @pytest.fixture
 def dispatcher(app: Flask) -> Iterator[None]:
     """The Dispatcher, from the start of the test (`dispatching`, to start it later)."""
     with dispatching(app):
         yield
-
-
-def register(client: FlaskClient, url: str, *events: str) -> dict:
-    response = client.post("/webhooks", json={"url": url, "events": list(events)})
-    assert response.status_code == 201, response.json
-    assert response.headers["Location"] == f"/webhooks/{response.json['webhook_id']}"
-    return response.json
-
-
-def deliveries(client: FlaskClient, webhook: dict) -> list[dict]:
-    response = client.get(f"/webhooks/{webhook['webhook_id']}/deliveries")
-    assert response.status_code == 200
-    return response.json["deliveries"]
 
 
 def test_an_ended_task_is_posted_signed_as_standard_webhooks_sign_it(
@@ -439,129 +358,3 @@ def test_a_task_run_again_after_its_worker_died_is_delivered_once(
     finally:
         stop_process(again)
     assert [event["data"]["task_id"] for event in receiver.events(webhook["secret"])] == [task_id]
-
-
-PUBLIC = "http://93.184.216.34/hooks"  # a public address, never connected to at registration
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ({"url": "ftp://93.184.216.34/", "events": ["task.finished"]}, "must be an http:// or https:// URL"),
-        ({"url": "example", "events": ["task.finished"]}, "must be an http:// or https:// URL"),
-        ({"url": "http://exa mple.com/", "events": ["task.finished"]}, "must not contain spaces"),
-        ({"url": "http:///hooks", "events": ["task.finished"]}, "must be an http:// or https:// URL"),
-        ({"url": "http://:80/hooks", "events": ["task.finished"]}, "has no host"),
-        ({"url": "http://93.184.216.34:99999/", "events": ["task.finished"]}, "invalid port"),
-        ({"url": "http://me:secret@93.184.216.34/", "events": ["task.finished"]}, "user name or password"),
-        ({"url": PUBLIC + "#here", "events": ["task.finished"]}, "#fragment"),
-        ({"url": PUBLIC + "/" + "x" * 2048, "events": ["task.finished"]}, "at most 2048 characters"),
-        ({"url": PUBLIC, "events": []}, "at least one event"),
-        ({"url": PUBLIC, "events": ["task.done"]}, "unknown event 'task.done'"),
-        ({"url": PUBLIC, "events": ["task.failed", "task.failed"]}, "more than once"),
-        ({"url": PUBLIC}, "key 'events' is required"),
-        ({"url": PUBLIC, "events": ["task.failed"], "secret": "mine"}, "unknown key 'secret'"),
-        ({"url": 7, "events": ["task.failed"]}, "'url'"),
-        ({"url": "http://no-such-host.invalid/", "events": ["task.failed"]}, "does not resolve"),
-        ({"url": "http://localhost:5000/", "events": ["task.failed"]}, "localhost resolves to"),
-        *(
-            ({"url": f"http://{host}/hooks", "events": ["task.finished"]}, f"is a {kind} address")
-            for host, kind in [
-                ("127.0.0.1", "loopback"),
-                ("127.1", "loopback"),
-                ("2130706433", "loopback"),
-                ("[::1]", "loopback"),
-                ("[::ffff:127.0.0.1]", "loopback"),
-                ("10.0.0.1", "private"),
-                ("172.16.5.4", "private"),
-                ("192.168.1.1", "private"),
-                ("[fd00::1]", "private"),
-                ("169.254.169.254", "link-local"),
-                ("[fe80::1]", "link-local"),
-                ("224.0.0.1", "multicast"),
-                ("[ff02::1]", "multicast"),
-                ("0.0.0.0", "unspecified"),
-                ("100.64.0.1", "non-public"),
-            ]
-        ),
-    ],
-)
-def test_a_bad_webhook_is_refused_and_leaves_nothing(guarded_app: Flask, body: dict, message: str) -> None:
-    client = guarded_app.test_client()
-    response = client.post("/webhooks", json=body)
-    assert response.status_code == 400, response.json
-    assert message in response.json["error"]
-    assert client.get("/webhooks").json == {"webhooks": []}
-
-
-def test_a_public_address_is_taken_and_only_an_allowed_host_gets_past_the_guard(guarded_app: Flask) -> None:
-    client = guarded_app.test_client()
-    assert client.post("/webhooks", json={"url": PUBLIC, "events": ["task.failed"]}).status_code == 201
-    assert (
-        client.post("/webhooks", json={"url": "https://[2606:4700::1]/x", "events": ["task.failed"]}).status_code == 201
-    )
-    assert len(client.get("/webhooks").json["webhooks"]) == 2
-
-
-def unshare_works() -> bool:
-    if not shutil.which("unshare"):
-        return False
-    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not unshare_works(), reason="needs unshare --mount (root) to give a process hosts of its own")
-def test_names_that_resolve_to_forbidden_addresses_are_refused_at_registration_and_delivery(
-    app: Flask, receiver: Receiver, run_worker, tmp_path: Path
-) -> None:
-    """`web` and `clock` run in a mount namespace whose /etc/hosts names private, link-local, IPv6-mapped, loopback
-    and multicast addresses; a name that resolves to a public address at registration and to loopback at delivery
-    (DNS rebinding) is refused at the delivery, and nothing reaches the receiver behind it."""
-    hosts = tmp_path / "hosts"
-    names = {"private.test": "10.1.2.3", "metadata.test": "169.254.169.254", "mapped.test": "::ffff:127.0.0.1",
-             "loop6.test": "::1", "group.test": "224.0.0.251", "rebind.test": "93.184.216.34"}  # fmt: skip
-    hosts.write_text(Path("/etc/hosts").read_text() + "".join(f"{ip} {name}\n" for name, ip in names.items()))
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | service_env()
-
-    def start(process: str, log: Path, **more: str) -> subprocess.Popen:
-        command = f"mount --bind {hosts} /etc/hosts && exec {procfile_command(process)}"
-        with log.open("w") as out:
-            return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c", command],
-                                    cwd=ROOT, env=env | more, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
-
-    port = free_port()
-    web = start("web", tmp_path / "web.log", PORT=str(port))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_web(web, base, tmp_path / "web.log")
-        for name, ip in names.items():
-            response = requests.post(f"{base}/webhooks", json={"url": f"http://{name}/", "events": ["task.failed"]},
-                                     timeout=10)  # fmt: skip
-            if name == "rebind.test":
-                assert response.status_code == 201
-                continue
-            assert response.status_code == 400 and f"{name} resolves to {ip}" in response.json()["error"], response.text
-        rebound = f"http://rebind.test:{receiver.url.split(':')[2]}"  # the receiver's port, behind a public name
-        webhook = requests.post(f"{base}/webhooks", json={"url": rebound, "events": ["task.finished"]}, timeout=10)
-        assert webhook.status_code == 201
-    finally:
-        stop_process(web)
-    hosts.write_text(hosts.read_text().replace("93.184.216.34 rebind.test", "127.0.0.1 rebind.test"))
-    submit(app.test_client(), x=6, y=7)
-    run_worker(app)
-    clock = start("clock", tmp_path / "clock.log")
-    try:
-        client = app.test_client()
-        wait_for(lambda: deliveries(client, webhook.json())[0]["last_error"], 20, "an attempt's outcome")
-        error = deliveries(client, webhook.json())[0]["last_error"]
-        assert error == "not sent: rebind.test resolves to 127.0.0.1, which is a loopback address", error
-    finally:
-        stop_process(clock)
-    assert receiver.requests == []
-
-
-def test_webhook_ids_must_be_canonical_and_known(client: FlaskClient) -> None:
-    assert client.get(f"/webhooks/{uuid.uuid4()}").status_code == 404
-    assert client.get("/webhooks/not-an-id/deliveries").status_code == 404
-    assert client.get(f"/webhooks/{uuid.uuid4()}/deliveries?limit=0").status_code == 400
