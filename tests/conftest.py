@@ -35,6 +35,7 @@ from sqlalchemy import make_url, text
 from app import create_app
 from core import Result, db
 from longjobs import lifecycle
+from tests.receivers import Receiver, dispatching
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -345,3 +346,17 @@ def shoot(browser: webdriver.Chrome, request: pytest.FixtureRequest) -> Callable
         return path
 
     return shot
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def dispatcher(app: Flask) -> Iterator[None]:
+    """The Dispatcher, from the start of the test (`dispatching`, to start it later)."""
+    with dispatching(app):
+        yield

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import ROOT, free_port, submit, wait_for
 from tests.test_metrics import samples
-from tests.test_webhooks import app, dispatcher  # noqa: F401  # the fixtures: a receiver on 127.0.0.1 let in
+from tests.test_webhooks import app  # noqa: F401  # the fixture: a receiver on 127.0.0.1 let in
 
 SECTION = (ROOT / "README.md").read_text().split("## Watch it", 1)[1].split("\n## ", 1)[0]
 

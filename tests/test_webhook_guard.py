@@ -27,7 +27,8 @@ from tests.conftest import (
 )
 from tests.receivers import Receiver, deliveries
 
-app = app_fixture(WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_SECONDS="1,1")
+app = app_fixture(WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_SECONDS="1,1")  # as test_webhooks.py
+
 guarded_app = app_fixture()  # no host let in: the address guard as it runs in production
 
 

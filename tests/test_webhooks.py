@@ -9,7 +9,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,23 +34,6 @@ from tests.receivers import Receiver, deliveries, dispatching, register
 from tests.test_metrics import samples
 
 app = app_fixture(WEBHOOK_ALLOWED_HOSTS="127.0.0.1", WEBHOOK_RETRY_SECONDS="1,1")
-
-
-guarded_app = app_fixture()  # no host let in: the address guard as it runs in production
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def dispatcher(app: Flask) -> Iterator[None]:
-    """The Dispatcher, from the start of the test (`dispatching`, to start it later)."""
-    with dispatching(app):
-        yield
 
 
 def test_an_ended_task_is_posted_signed_as_standard_webhooks_sign_it(
