@@ -196,3 +196,24 @@ def test_local_stops_every_process_on_ctrl_c_after_its_output_pipe_closed_and_gi
         cur.execute("SELECT status, result FROM results WHERE task_id = %s", [location.rsplit("/", 1)[1]])
         assert cur.fetchone() == ("finished", 42.0)
     conn.close()
+
+
+def test_make_run_creates_the_database_it_is_given_or_says_in_one_line_why_it_cannot() -> None:
+    url = make_url(TEST_DATABASE_URL)
+    missing = url.set(database=f"{url.database}_created").render_as_string(hide_password=False)
+    recreate_database(missing, create=False)
+    environ = os.environ | {"DATABASE_URL": missing, "PATH": f"{RUNTIME_BIN}:{os.environ['PATH']}"}
+    command = [RUNTIME_BIN / "python", "-m", "longjobs.operations.local", "database"]
+    try:
+        for _ in range(2):  # created, then found
+            done = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+        assert done.stdout == ""
+        conn = psycopg2.connect(missing)  # it exists
+        conn.close()
+    finally:
+        recreate_database(missing, create=False)
+    environ["DATABASE_URL"] = make_url(missing).set(port=free_port()).render_as_string(hide_password=False)
+    refused = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "Start Postgres, or set DATABASE_URL." in refused.stderr

@@ -86,7 +86,7 @@ def test_an_r_model_runs_with_its_parameters_reports_progress_and_logs_its_messa
     app: Flask, client: FlaskClient, run_worker, caplog: pytest.LogCaptureFixture
 ) -> None:
     task_id = submit(client, "/models/r_echo", x=1.5, y=2.0)
-    with caplog.at_level(logging.INFO, logger="rscript"):
+    with caplog.at_level(logging.INFO, logger="longjobs.catalog.rscript"):
         run_worker(app)
     outcome = client.get(f"/models/r_echo/{task_id}").json
     assert outcome == {"task_id": task_id, "status": "finished", "params": {"x": 1.5, "y": 2.0},
@@ -120,7 +120,7 @@ def test_an_r_model_that_floods_standard_error_still_finishes_with_a_bounded_log
     app: Flask, client: FlaskClient, run_worker, caplog: pytest.LogCaptureFixture
 ) -> None:
     task_id = submit(client, "/models/r_noisy")
-    with caplog.at_level(logging.INFO, logger="rscript"):
+    with caplog.at_level(logging.INFO, logger="longjobs.catalog.rscript"):
         run_worker(app)
     assert row(app, task_id).result == 42
     logged = [message for message in caplog.messages if message.startswith(f"task {task_id}: R:")]
