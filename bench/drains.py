@@ -31,7 +31,7 @@ from bench.harness import (
 
 def fill_service_queue(jobs: int) -> None:
     """Accept `jobs` multiplications the way POST does (a tasks row, then the job), from this process."""
-    from lifecycle import submit
+    from longjobs.lifecycle import submit
 
     from app import create_app
 
