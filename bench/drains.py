@@ -31,9 +31,8 @@ from bench.harness import (
 
 def fill_service_queue(jobs: int) -> None:
     """Accept `jobs` multiplications the way POST does (a tasks row, then the job), from this process."""
-    from longjobs.lifecycle import submit
-
     from app import create_app
+    from longjobs.lifecycle import submit
 
     app = create_app(ENV)
     logging.getLogger("lifecycle").setLevel(logging.WARNING)  # not a line per task on the bench's output
