@@ -35,7 +35,7 @@ def fill_service_queue(jobs: int) -> None:
     from longjobs.lifecycle import submit
 
     app = create_app(ENV)
-    logging.getLogger("lifecycle").setLevel(logging.WARNING)  # not a line per task on the bench's output
+    logging.getLogger("longjobs.lifecycle").setLevel(logging.WARNING)  # not a line per task on the bench's output
     with app.app_context():
         for n in range(jobs):
             submit(app.extensions["models"]["multiply"], {"x": n, "y": 2})
